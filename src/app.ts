@@ -1,0 +1,164 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { type ExecutionArgs, GraphQLError } from 'graphql';
+import { useServer } from 'graphql-ws/use/ws';
+import { createYoga, useReadinessCheck } from 'graphql-yoga';
+import { WebSocketServer } from 'ws';
+import { AccessService } from './auth/access.js';
+import { Authenticator } from './auth/authenticator.js';
+import { bearerToken } from './auth/tokens.js';
+import { type Context, createContext, type Services } from './context.js';
+import type { DatabaseHandle } from './db/client.js';
+import { EventBus } from './events/bus.js';
+import { ChangeFeeds } from './events/change-feed.js';
+import { createMaskError } from './graphql/errors.js';
+import { schema } from './graphql/schema.js';
+import type { Logger } from './logger.js';
+import { AgentsService } from './modules/agents/agents.service.js';
+import { EntriesService, type EntryChange } from './modules/entries/entries.service.js';
+import { EntryWatcher } from './modules/entries/entries.watch.js';
+import { NamespacesService } from './modules/namespaces/namespaces.service.js';
+import { TokensService } from './modules/tokens/tokens.service.js';
+
+export interface AppOptions {
+  database: DatabaseHandle;
+  logger: Logger;
+  activeWindowSeconds?: number;
+  /** How long `stop` waits for in-flight requests before closing connections anyway. */
+  shutdownGraceMs?: number;
+}
+
+export interface App {
+  services: Services;
+  /** The Fetch API handler: tests call it in-process. */
+  fetch: (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
+  start(port: number, host: string): Promise<{ url: string; port: number }>;
+  stop(): Promise<void>;
+}
+
+function createServices(database: DatabaseHandle, bus: EventBus, logger: Logger, activeWindowSeconds: number) {
+  const access = new AccessService(database, bus);
+  const entries = new EntriesService(database, access, bus);
+  const feeds = new ChangeFeeds<EntryChange>(
+    {
+      head: (tenantId) => entries.headRevision(tenantId),
+      page: (tenantId, after, limit) => entries.changesPage(tenantId, { after, namespaces: null, limit }),
+    },
+    bus,
+    logger,
+  );
+  const services: Services = {
+    authenticator: new Authenticator(database, bus),
+    access,
+    entries,
+    watcher: new EntryWatcher(entries, access, feeds, bus),
+    namespaces: new NamespacesService(database, access, bus),
+    agents: new AgentsService(database, bus, activeWindowSeconds),
+    tokens: new TokensService(database, bus),
+  };
+  return { services, feeds };
+}
+
+/** The gateway: GraphQL over HTTP, SSE and WebSocket on one port, with health and readiness. */
+export async function buildApp(options: AppOptions): Promise<App> {
+  const { database, logger } = options;
+  const bus = new EventBus(database.broadcast, logger);
+  const { services, feeds } = createServices(database, bus, logger, options.activeWindowSeconds ?? 300);
+  await database.listen?.(
+    (payload) => bus.receive(payload),
+    () => feeds.wakeAll(),
+  );
+
+  const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, Context>({
+    schema,
+    graphqlEndpoint: '/graphql',
+    healthCheckEndpoint: '/health',
+    landingPage: false,
+    logging: false,
+    maskedErrors: { maskError: createMaskError(logger) },
+    graphiql: {
+      title: 'Statehouse',
+      subscriptionsProtocol: 'WS',
+      defaultQuery: '# Set the header {"Authorization": "Bearer <token>"} below, then:\n{\n  viewer {\n    tenant\n    role\n    namespaces { namespace permission }\n  }\n}\n',
+    },
+    context: ({ request, connectionParams }) => createContext(services, connectionParams ? { connectionParams } : { request }),
+    plugins: [
+      useReadinessCheck({
+        endpoint: '/ready',
+        check: async () => {
+          await database.ping();
+          return true;
+        },
+      }),
+    ],
+  });
+
+  const server: Server = createServer(yoga);
+  const sockets = new WebSocketServer({ server, path: '/graphql' });
+  const socketServer = useServer<Record<string, unknown> | undefined>(
+    {
+      execute: (args) => (args.rootValue as { execute: (a: ExecutionArgs) => unknown }).execute(args) as never,
+      subscribe: (args) => (args.rootValue as { subscribe: (a: ExecutionArgs) => unknown }).subscribe(args) as never,
+      // A token that is given but bad closes the socket with 4403.
+      onConnect: async ({ connectionParams }) => {
+        const token = bearerToken(connectionParams?.authorization);
+        if (token === undefined) return true;
+        return (await services.authenticator.authenticate(token)) !== null;
+      },
+      onSubscribe: async (ctx, _id, payload) => {
+        if (bearerToken(ctx.connectionParams?.authorization) === undefined) {
+          ctx.extra.socket.close(4401, 'Unauthorized');
+          return [new GraphQLError('Unauthorized')];
+        }
+        const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
+          ...ctx,
+          connectionParams: ctx.connectionParams ?? {},
+          params: payload,
+        });
+        const args = {
+          schema,
+          operationName: payload.operationName,
+          document: parse(payload.query),
+          variableValues: payload.variables,
+          contextValue: await contextFactory(),
+          rootValue: { execute, subscribe },
+        };
+        const errors = validate(args.schema, args.document);
+        return errors.length > 0 ? errors : args;
+      },
+    },
+    sockets,
+  );
+
+  const inFlight = new Set<Promise<void>>();
+  server.on('request', (_request, response) => {
+    const done = new Promise<void>((resolve) => response.on('close', resolve));
+    inFlight.add(done);
+    void done.then(() => inFlight.delete(done));
+  });
+
+  return {
+    services,
+    fetch: async (input, init) => yoga.fetch(input as URL, init ?? {}),
+    start: (port, host) =>
+      new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          const { port: bound } = server.address() as AddressInfo;
+          resolve({ url: `http://${host}:${bound}/graphql`, port: bound });
+        });
+      }),
+    /** Stop accepting, end subscriptions, finish in-flight requests (up to the grace period), close. */
+    stop: async () => {
+      server.close();
+      services.watcher.closeAll();
+      await socketServer.dispose();
+      sockets.close();
+      server.closeIdleConnections();
+      const grace = new Promise((resolve) => setTimeout(resolve, options.shutdownGraceMs ?? 10_000).unref());
+      await Promise.race([Promise.all(inFlight), grace]);
+      server.closeAllConnections();
+      feeds.close();
+    },
+  };
+}

@@ -1,0 +1,17 @@
+import { createHash, randomBytes } from 'node:crypto';
+
+/** 256 random bits, URL-safe, with a prefix that secret scanners and humans recognise. */
+export function generateToken(): string {
+  return `sh_${randomBytes(32).toString('base64url')}`;
+}
+
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
+}
+
+/** Extracts the token from an `Authorization: Bearer <token>` value; undefined when absent. */
+export function bearerToken(authorization: unknown): string | undefined {
+  if (typeof authorization !== 'string') return undefined;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+  return match?.[1] ?? (authorization.trim() === '' ? undefined : '');
+}

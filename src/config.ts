@@ -1,0 +1,52 @@
+/** The one place that reads process.env: a typed, validated configuration. */
+export interface Config {
+  port: number;
+  host: string;
+  /** `postgres://` URL; undefined runs the embedded PGlite in `dataDir`. */
+  databaseUrl: string | undefined;
+  dataDir: string;
+  adminToken: string | undefined;
+  encryptionKey: string | undefined;
+  activeWindowSeconds: number;
+  logLevel: string;
+  /** How long SIGTERM waits for in-flight requests before closing sockets anyway. */
+  shutdownGraceMs: number;
+}
+
+export class ConfigError extends Error {}
+
+function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+  }
+  return value;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const databaseUrl = env.DATABASE_URL || undefined;
+  if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new ConfigError('DATABASE_URL must be a postgres:// URL');
+  }
+  const encryptionKey = env.STATEHOUSE_ENCRYPTION_KEY || undefined;
+  if (encryptionKey && !/^[0-9a-fA-F]{64}$/.test(encryptionKey)) {
+    throw new ConfigError('STATEHOUSE_ENCRYPTION_KEY must be 32 bytes written as 64 hex characters');
+  }
+  const adminToken = env.STATEHOUSE_ADMIN_TOKEN || undefined;
+  if (adminToken !== undefined && adminToken.length < 16) {
+    throw new ConfigError('STATEHOUSE_ADMIN_TOKEN must be at least 16 characters');
+  }
+  return {
+    port: integer(env, 'PORT', 4000, 0, 65535),
+    host: env.HOST || '127.0.0.1',
+    databaseUrl,
+    dataDir: env.STATEHOUSE_DATA_DIR || './.statehouse/data',
+    adminToken,
+    encryptionKey,
+    activeWindowSeconds: integer(env, 'STATEHOUSE_ACTIVE_WINDOW_SECONDS', 300, 1, 31_536_000),
+    logLevel: env.LOG_LEVEL || 'info',
+    shutdownGraceMs: integer(env, 'STATEHOUSE_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
+  };
+}

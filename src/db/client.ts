@@ -1,0 +1,86 @@
+import { mkdirSync } from 'node:fs';
+import { PGlite } from '@electric-sql/pglite';
+import type { SQL } from 'drizzle-orm';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
+import postgres from 'postgres';
+import * as schema from './schema.js';
+
+export type Database = PgDatabase<PgQueryResultHKT, typeof schema>;
+
+/** A message between gateway processes sharing one database (PostgreSQL LISTEN/NOTIFY). */
+export type Broadcast = (payload: string) => Promise<void>;
+
+export interface DatabaseHandle {
+  db: Database;
+  kind: 'postgres' | 'pglite';
+  /** Runs raw SQL and returns its rows, the same shape on both drivers. */
+  rows<T>(query: SQL): Promise<T[]>;
+  /** Runs `work` in one transaction; it commits when `work` resolves and rolls back when it throws. */
+  transaction<T>(work: (rows: <R>(query: SQL) => Promise<R[]>) => Promise<T>): Promise<T>;
+  /**
+   * Subscribes to messages from other processes; `onConnect` runs on every (re)connection, when
+   * messages may have been missed. Undefined on PGlite, which only ever has one process.
+   */
+  listen?: (onMessage: (payload: string) => void, onConnect: () => void) => Promise<void>;
+  broadcast?: Broadcast;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const CHANNEL = 'statehouse';
+
+export interface OpenDatabaseOptions {
+  databaseUrl: string | undefined;
+  /** PGlite data directory; `memory://` keeps it in memory (tests). */
+  dataDir: string;
+  /** Pool size for PostgreSQL. */
+  maxConnections?: number;
+}
+
+export async function openDatabase(options: OpenDatabaseOptions): Promise<DatabaseHandle> {
+  return options.databaseUrl ? openPostgres(options.databaseUrl, options.maxConnections ?? 20) : openPglite(options.dataDir);
+}
+
+function openPostgres(url: string, max: number): DatabaseHandle {
+  const client = postgres(url, {
+    max,
+    onnotice: () => {},
+    connection: { TimeZone: 'UTC', application_name: 'statehouse' },
+  });
+  const db = drizzlePostgres(client, { schema });
+  return {
+    db,
+    kind: 'postgres',
+    rows: async <T>(query: SQL) => (await db.execute(query)) as unknown as T[],
+    transaction: (work) => db.transaction((tx) => work(async <R>(query: SQL) => (await tx.execute(query)) as unknown as R[])),
+    listen: async (onMessage, onConnect) => {
+      await client.listen(CHANNEL, onMessage, onConnect);
+    },
+    broadcast: async (payload) => {
+      await client.notify(CHANNEL, payload);
+    },
+    ping: async () => {
+      await client`select 1`;
+    },
+    close: () => client.end({ timeout: 5 }),
+  };
+}
+
+async function openPglite(dataDir: string): Promise<DatabaseHandle> {
+  if (!dataDir.startsWith('memory://')) mkdirSync(dataDir, { recursive: true });
+  const client = await PGlite.create(dataDir);
+  await client.exec(`SET TimeZone = 'UTC'`);
+  const db = drizzlePglite(client, { schema });
+  return {
+    db,
+    kind: 'pglite',
+    rows: async <T>(query: SQL) => (await db.execute(query)).rows as T[],
+    transaction: (work) => db.transaction((tx) => work(async <R>(query: SQL) => (await tx.execute(query)).rows as R[])),
+    ping: async () => {
+      await client.query('select 1');
+    },
+    close: () => client.close(),
+  };
+}

@@ -1,0 +1,17 @@
+import { badInput } from './errors.js';
+
+/** Opaque page cursors: the sort key of the last row, as base64url JSON. */
+export function encodeCursor(parts: readonly string[]): string {
+  return Buffer.from(JSON.stringify(parts)).toString('base64url');
+}
+
+export function decodeCursor(cursor: string, field: string, length: number): string[] {
+  try {
+    if (cursor.length > 4096) throw new Error('too long');
+    const parts: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Array.isArray(parts) && parts.length === length && parts.every((part) => typeof part === 'string')) return parts;
+  } catch {
+    // reported below, the same as a cursor of the wrong shape
+  }
+  throw badInput(field, `${field} is not a cursor of this list`);
+}

@@ -1,0 +1,49 @@
+import { badInput } from './errors.js';
+
+/** The naming rules of the API contract (§5); each failure names the offending field. */
+const NAMESPACE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+const SCOPE = /^[A-Za-z0-9._:/@-]{1,200}$/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what keys may not hold
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+const IDENTIFIER = /^[A-Za-z0-9._:@-]{1,128}$/;
+
+export const GLOBAL_SCOPE = 'global';
+
+export function checkNamespace(name: string, field = 'namespace'): string {
+  if (!NAMESPACE.test(name)) throw badInput(field, `${field} must match ${NAMESPACE.source}`);
+  return name;
+}
+
+export function checkScope(scope: string, field = 'scope'): string {
+  if (!SCOPE.test(scope)) throw badInput(field, `${field} must be "global" or match ${SCOPE.source}`);
+  return scope;
+}
+
+export function checkKey(key: string, field = 'key'): string {
+  // Length in characters (code points), as a client counts them.
+  const length = [...key].length;
+  if (length < 1 || length > 512 || CONTROL.test(key)) {
+    throw badInput(field, `${field} must be 1 to 512 characters with no control characters`);
+  }
+  return key;
+}
+
+/** Agent ids: short, printable and safe in logs and actor strings. */
+export function checkAgentId(id: string, field = 'id'): string {
+  if (!IDENTIFIER.test(id)) throw badInput(field, `${field} must match ${IDENTIFIER.source}`);
+  return id;
+}
+
+/** Free text labels (names, types, descriptions): bounded and free of control characters. */
+export function checkLabel(value: string, field: string, max = 200): string {
+  if (value.length < 1 || value.length > max || CONTROL.test(value)) {
+    throw badInput(field, `${field} must be 1 to ${max} characters with no control characters`);
+  }
+  return value;
+}
+
+/** A page size: 1 to `max`. */
+export function checkFirst(first: number, max = 1000, field = 'first'): number {
+  if (!Number.isInteger(first) || first < 1 || first > max) throw badInput(field, `${field} must be from 1 to ${max}`);
+  return first;
+}

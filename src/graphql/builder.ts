@@ -1,0 +1,68 @@
+import SchemaBuilder from '@pothos/core';
+import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
+import type { Principal } from '../auth/principal.js';
+import type { Context } from '../context.js';
+import { badInput, forbidden, notFound, unauthenticated } from '../domain/errors.js';
+import { checkNamespace } from '../domain/names.js';
+
+export interface PothosTypes {
+  Context: Context;
+  AuthScopes: {
+    authenticated: boolean;
+    admin: boolean;
+    agent: boolean;
+    /** The bootstrap admin token of tenant `default`. */
+    bootstrap: boolean;
+    namespaceRead: string;
+    namespaceWrite: string;
+  };
+  AuthContexts: {
+    authenticated: Context & { principal: Principal };
+    admin: Context & { principal: Principal };
+    agent: Context & { principal: Principal & { agentId: string } };
+    bootstrap: Context & { principal: Principal };
+  };
+  Scalars: {
+    JSON: { Input: unknown; Output: unknown };
+    DateTime: { Input: Date; Output: Date };
+    Revision: { Input: string; Output: string };
+  };
+  DefaultFieldNullability: false;
+}
+
+/**
+ * The namespace scopes carry the access rule. A name that breaks the naming rule is the caller's
+ * mistake (BAD_USER_INPUT); an admin or reader asking for a namespace that does not exist gets
+ * NOT_FOUND; an agent gets FORBIDDEN for a missing namespace exactly as for a forbidden one.
+ */
+async function namespaceScope(context: Context, name: string, needed: 'READ' | 'WRITE'): Promise<boolean> {
+  if (typeof name !== 'string') throw badInput('namespace', 'namespace is required');
+  checkNamespace(name);
+  const { principal } = context;
+  if (!principal) return false;
+  const permission = await context.services.access.permission(principal, name);
+  if (permission === null && principal.role !== 'AGENT') throw notFound(`Namespace ${name} does not exist`);
+  return permission === 'WRITE' || (permission === 'READ' && needed === 'READ');
+}
+
+export const builder = new SchemaBuilder<PothosTypes>({
+  plugins: [ScopeAuthPlugin],
+  defaultFieldNullability: false,
+  scopeAuth: {
+    authorizeOnSubscribe: true,
+    unauthorizedError: (_parent, context) =>
+      context.principal ? forbidden() : unauthenticated(context.tokenRejected ? 'The token is unknown or revoked' : undefined),
+    authScopes: (context) => ({
+      authenticated: context.principal !== null,
+      admin: context.principal?.role === 'ADMIN',
+      agent: context.principal?.role === 'AGENT' && context.principal.agentId !== null,
+      bootstrap: context.principal?.bootstrap === true,
+      namespaceRead: (name) => namespaceScope(context, name, 'READ'),
+      namespaceWrite: (name) => namespaceScope(context, name, 'WRITE'),
+    }),
+  },
+});
+
+builder.queryType({});
+builder.mutationType({});
+builder.subscriptionType({});

@@ -1,0 +1,29 @@
+import { GraphQLError, GraphQLScalarType, Kind } from 'graphql';
+import { DateTimeResolver, JSONResolver } from 'graphql-scalars';
+import { builder } from './builder.js';
+
+const REVISION = /^\d{1,19}$/;
+
+function parseRevision(value: unknown): string {
+  const text = typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? String(value) : value;
+  if (typeof text !== 'string' || !REVISION.test(text) || BigInt(text) > 9223372036854775807n) {
+    throw new GraphQLError('A Revision is a decimal string such as "42"', { extensions: { code: 'BAD_USER_INPUT', field: 'revision' } });
+  }
+  return text;
+}
+
+/** A position in a tenant's change log: a decimal string, strictly increasing ("0": before the first change). */
+export const RevisionScalar = new GraphQLScalarType<string, string>({
+  name: 'Revision',
+  description: "A position in a tenant's change log, as a decimal string; strictly increasing. \"0\" is before the first change.",
+  serialize: (value) => String(value),
+  parseValue: parseRevision,
+  parseLiteral: (ast) => {
+    if (ast.kind === Kind.STRING || ast.kind === Kind.INT) return parseRevision(ast.value);
+    return parseRevision(undefined);
+  },
+});
+
+builder.addScalarType('JSON', JSONResolver);
+builder.addScalarType('DateTime', DateTimeResolver);
+builder.addScalarType('Revision', RevisionScalar);

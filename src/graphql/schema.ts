@@ -1,0 +1,10 @@
+import { lexicographicSortSchema } from 'graphql';
+import { builder } from './builder.js';
+import './scalars.js';
+import '../modules/viewer/viewer.graphql.js';
+import '../modules/namespaces/namespaces.graphql.js';
+import '../modules/entries/entries.graphql.js';
+import '../modules/agents/agents.graphql.js';
+import '../modules/tokens/tokens.graphql.js';
+
+export const schema = lexicographicSortSchema(builder.toSchema());

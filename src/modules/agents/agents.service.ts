@@ -1,0 +1,134 @@
+import { sql } from 'drizzle-orm';
+import { randomUUID } from 'node:crypto';
+import { generateToken, hashToken } from '../../auth/tokens.js';
+import type { DatabaseHandle } from '../../db/client.js';
+import { badInput } from '../../domain/errors.js';
+import { checkAgentId, checkLabel, checkNamespace } from '../../domain/names.js';
+import type { EventBus } from '../../events/bus.js';
+
+export type AgentStatus = 'STARTING' | 'IDLE' | 'BUSY' | 'ERROR' | 'STOPPED';
+
+export interface Agent {
+  id: string;
+  name: string;
+  type: string;
+  capabilities: string[];
+  stateNamespaces: string[];
+  status: AgentStatus;
+  lastHeartbeatAt: Date | null;
+  heartbeat: unknown;
+  metadata: unknown;
+  registeredAt: Date;
+}
+
+export interface RegisterAgentInput {
+  id?: string | null;
+  name: string;
+  type: string;
+  capabilities?: string[] | null;
+  stateNamespaces?: string[] | null;
+  metadata?: unknown;
+}
+
+interface AgentRow {
+  id: string;
+  name: string;
+  type: string;
+  capabilities: string[];
+  state_namespaces: string[];
+  status: AgentStatus;
+  last_heartbeat_at: string | null;
+  heartbeat: unknown;
+  metadata: unknown;
+  registered_at: string;
+}
+
+const toAgent = (row: AgentRow): Agent => ({
+  id: row.id,
+  name: row.name,
+  type: row.type,
+  capabilities: row.capabilities,
+  stateNamespaces: row.state_namespaces,
+  status: row.status,
+  lastHeartbeatAt: row.last_heartbeat_at === null ? null : new Date(row.last_heartbeat_at),
+  heartbeat: row.heartbeat,
+  metadata: row.metadata,
+  registeredAt: new Date(row.registered_at),
+});
+
+const MAX_LIST = 100;
+
+function checkList(values: string[] | null | undefined, field: string, check: (value: string, field: string) => string): string[] {
+  const list = values ?? [];
+  if (list.length > MAX_LIST) throw badInput(field, `${field} may hold at most ${MAX_LIST} items`);
+  return [...new Set(list.map((value) => check(value, field)))];
+}
+
+/** Registered agents; each gets an AGENT token bound to it, shown once. */
+export class AgentsService {
+  constructor(
+    private readonly database: DatabaseHandle,
+    private readonly bus: EventBus,
+    private readonly activeWindowSeconds: number,
+  ) {}
+
+  isActive(agent: Agent): boolean {
+    return agent.lastHeartbeatAt !== null && Date.now() - agent.lastHeartbeatAt.getTime() <= this.activeWindowSeconds * 1000;
+  }
+
+  async register(tenantId: string, input: RegisterAgentInput): Promise<{ agent: Agent; token: string }> {
+    const id = input.id === null || input.id === undefined ? `agent-${randomUUID()}` : checkAgentId(input.id);
+    const name = checkLabel(input.name, 'name');
+    const type = checkLabel(input.type, 'type', 100);
+    const capabilities = checkList(input.capabilities, 'capabilities', (value, field) => checkLabel(value, field, 100));
+    const stateNamespaces = checkList(input.stateNamespaces, 'stateNamespaces', checkNamespace);
+    const metadata = input.metadata === undefined || input.metadata === null ? null : JSON.stringify(input.metadata);
+    if (metadata !== null && metadata.length > 65_536) throw badInput('metadata', 'metadata must be at most 64 KiB');
+    const token = generateToken();
+    // The agent and its token in one statement: both or neither.
+    const [row] = await this.database.rows<AgentRow>(sql`
+      WITH a AS (
+        INSERT INTO agents (tenant_id, id, name, type, capabilities, state_namespaces, metadata)
+        VALUES (${tenantId}, ${id}, ${name}, ${type}, ${JSON.stringify(capabilities)}::jsonb, ${JSON.stringify(stateNamespaces)}::jsonb, ${metadata}::jsonb)
+        ON CONFLICT DO NOTHING RETURNING *
+      ), t AS (
+        INSERT INTO tokens (id, tenant_id, name, role, agent_id, hash)
+        SELECT ${randomUUID()}, tenant_id, id, 'AGENT', id, ${hashToken(token)} FROM a
+      )
+      SELECT * FROM a`);
+    if (!row) throw badInput('id', `Agent ${id} is already registered`);
+    // Another process may have cached this id as unknown.
+    this.bus.publish({ type: 'access', tenantId });
+    return { agent: toAgent(row), token };
+  }
+
+  /** Removes the agent with its tokens and grants; false when there was none. */
+  async deregister(tenantId: string, id: string): Promise<boolean> {
+    checkAgentId(id);
+    const rows = await this.database.rows(sql`DELETE FROM agents WHERE tenant_id = ${tenantId} AND id = ${id} RETURNING id`);
+    if (rows.length > 0) this.bus.publish({ type: 'tokens', tenantId });
+    return rows.length > 0;
+  }
+
+  async byIds(tenantId: string, ids: readonly string[]): Promise<Map<string, Agent>> {
+    const rows = await this.database.rows<AgentRow>(sql`
+      SELECT * FROM agents WHERE tenant_id = ${tenantId} AND id = ANY(${sql.param([...ids])}::text[])`);
+    return new Map(rows.map((row) => [row.id, toAgent(row)]));
+  }
+
+  async list(
+    tenantId: string,
+    filter: { activeWithinSeconds?: number | null; type?: string | null; status?: AgentStatus | null },
+  ): Promise<Agent[]> {
+    const conditions = [sql`tenant_id = ${tenantId}`];
+    if (filter.activeWithinSeconds !== null && filter.activeWithinSeconds !== undefined) {
+      if (filter.activeWithinSeconds < 1) throw badInput('activeWithinSeconds', 'activeWithinSeconds must be 1 or more');
+      conditions.push(sql`last_heartbeat_at > now() - make_interval(secs => ${filter.activeWithinSeconds})`);
+    }
+    if (filter.type) conditions.push(sql`type = ${filter.type}`);
+    if (filter.status) conditions.push(sql`status = ${filter.status}`);
+    const rows = await this.database.rows<AgentRow>(sql`
+      SELECT * FROM agents WHERE ${sql.join(conditions, sql` AND `)} ORDER BY registered_at, id LIMIT 10000`);
+    return rows.map(toAgent);
+  }
+}

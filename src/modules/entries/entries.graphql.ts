@@ -1,0 +1,213 @@
+import { checkKey, checkNamespace, checkScope } from '../../domain/names.js';
+import { builder } from '../../graphql/builder.js';
+import { principalOf } from '../../graphql/principal.js';
+import type { Entry, EntryChange, Page } from './entries.service.js';
+import type { WatchEvent } from './entries.watch.js';
+
+const ChangeOp = builder.enumType('ChangeOp', { values: ['SET', 'DELETE', 'EXPIRE'] as const });
+
+export const EntryRef = builder.objectRef<Entry>('Entry').implement({
+  fields: (t) => ({
+    namespace: t.exposeString('namespace'),
+    scope: t.exposeString('scope'),
+    key: t.exposeString('key'),
+    value: t.expose('value', { type: 'JSON', nullable: true }),
+    version: t.exposeInt('version', {
+      description: '+1 on every change of this (namespace, scope, key), deletes included; never repeats',
+    }),
+    revision: t.expose('revision', { type: 'Revision', description: 'The change-log position of its last change' }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
+    updatedBy: t.exposeString('updatedBy', { nullable: true }),
+    expiresAt: t.expose('expiresAt', { type: 'DateTime', nullable: true }),
+  }),
+});
+
+export const EntryChangeRef = builder.objectRef<EntryChange>('EntryChange').implement({
+  fields: (t) => ({
+    revision: t.expose('revision', { type: 'Revision' }),
+    op: t.expose('op', { type: ChangeOp }),
+    namespace: t.exposeString('namespace'),
+    scope: t.exposeString('scope'),
+    key: t.exposeString('key'),
+    version: t.exposeInt('version'),
+    value: t.expose('value', { type: 'JSON', nullable: true }),
+    at: t.expose('at', { type: 'DateTime' }),
+    actor: t.exposeString('actor', { nullable: true }),
+  }),
+});
+
+const PageInfo = builder.objectRef<Page<unknown>['pageInfo']>('PageInfo').implement({
+  fields: (t) => ({
+    hasNextPage: t.exposeBoolean('hasNextPage'),
+    endCursor: t.exposeString('endCursor', { nullable: true }),
+  }),
+});
+
+const EntryConnection = builder.objectRef<Page<Entry>>('EntryConnection').implement({
+  fields: (t) => ({
+    nodes: t.expose('nodes', { type: [EntryRef] }),
+    pageInfo: t.expose('pageInfo', { type: PageInfo }),
+  }),
+});
+
+const ChangeConnection = builder.objectRef<Page<EntryChange>>('ChangeConnection').implement({
+  fields: (t) => ({
+    nodes: t.expose('nodes', { type: [EntryChangeRef] }),
+    pageInfo: t.expose('pageInfo', { type: PageInfo }),
+  }),
+});
+
+const SetEntryInput = builder.inputType('SetEntryInput', {
+  fields: (t) => ({
+    namespace: t.string({ required: true }),
+    key: t.string({ required: true }),
+    scope: t.string({ defaultValue: 'global' }),
+    value: t.field({ type: 'JSON', required: true }),
+    expectedVersion: t.int({ description: 'Succeed only if the current version is this (0: the entry must not exist)' }),
+    ttlSeconds: t.int({ description: 'Expire after this many seconds; without it the namespace default applies' }),
+  }),
+});
+
+const PatchEntryInput = builder.inputType('PatchEntryInput', {
+  fields: (t) => ({
+    namespace: t.string({ required: true }),
+    key: t.string({ required: true }),
+    scope: t.string({ defaultValue: 'global' }),
+    patch: t.field({ type: 'JSON', required: true, description: 'An RFC 7396 JSON merge patch' }),
+    expectedVersion: t.int(),
+  }),
+});
+
+const IncrementEntryInput = builder.inputType('IncrementEntryInput', {
+  fields: (t) => ({
+    namespace: t.string({ required: true }),
+    key: t.string({ required: true }),
+    scope: t.string({ defaultValue: 'global' }),
+    by: t.float({ defaultValue: 1 }),
+  }),
+});
+
+const DeleteEntryInput = builder.inputType('DeleteEntryInput', {
+  fields: (t) => ({
+    namespace: t.string({ required: true }),
+    key: t.string({ required: true }),
+    scope: t.string({ defaultValue: 'global' }),
+    expectedVersion: t.int(),
+  }),
+});
+
+builder.queryFields((t) => ({
+  entry: t.field({
+    type: EntryRef,
+    nullable: true,
+    description: 'The live value; null when absent (a namespace defaultValue answers with version 0)',
+    args: {
+      namespace: t.arg.string({ required: true }),
+      key: t.arg.string({ required: true }),
+      scope: t.arg.string({ defaultValue: 'global' }),
+    },
+    authScopes: (_root, args) => ({ namespaceRead: args.namespace }),
+    resolve: (_root, args, context) => context.services.entries.get(principalOf(context).tenantId, args),
+  }),
+  entries: t.field({
+    type: EntryConnection,
+    description: 'Live entries ordered by scope and key. prefix matches keys literally; match keeps values that contain it (JSONB @>)',
+    args: {
+      namespace: t.arg.string({ required: true }),
+      scope: t.arg.string(),
+      prefix: t.arg.string(),
+      match: t.arg({ type: 'JSON' }),
+      first: t.arg.int({ defaultValue: 100 }),
+      after: t.arg.string(),
+    },
+    authScopes: (_root, args) => ({ namespaceRead: args.namespace }),
+    resolve: (_root, args, context) => context.services.entries.list(principalOf(context).tenantId, args),
+  }),
+  resolveEntry: t.field({
+    type: EntryRef,
+    nullable: true,
+    description: 'The entry of the first scope, in order, that holds the key',
+    args: {
+      namespace: t.arg.string({ required: true }),
+      key: t.arg.string({ required: true }),
+      scopes: t.arg.stringList({ required: true }),
+    },
+    authScopes: (_root, args) => ({ namespaceRead: args.namespace }),
+    resolve: (_root, args, context) => context.services.entries.resolve(principalOf(context).tenantId, args),
+  }),
+  changes: t.field({
+    type: ChangeConnection,
+    description: 'Changes the caller may read, oldest first; page on with after: pageInfo.endCursor (first ≤ 1000)',
+    args: {
+      namespace: t.arg.string(),
+      afterRevision: t.arg({ type: 'Revision' }),
+      first: t.arg.int({ defaultValue: 100 }),
+      after: t.arg.string(),
+    },
+    authScopes: (_root, args) => (args.namespace ? { namespaceRead: args.namespace } : { authenticated: true }),
+    resolve: async (_root, args, context) => {
+      const principal = principalOf(context);
+      const namespaces = args.namespace
+        ? [args.namespace]
+        : principal.role === 'AGENT'
+          ? (await context.services.access.reachable(principal)).map((access) => access.namespace)
+          : null;
+      return context.services.entries.changes(principal.tenantId, { ...args, namespaces });
+    },
+  }),
+}));
+
+builder.mutationFields((t) => ({
+  setEntry: t.field({
+    type: EntryRef,
+    args: { input: t.arg({ type: SetEntryInput, required: true }) },
+    authScopes: (_root, args) => ({ namespaceWrite: args.input.namespace }),
+    resolve: (_root, { input }, context) => context.services.entries.set(principalOf(context), input),
+  }),
+  patchEntry: t.field({
+    type: EntryRef,
+    description: 'RFC 7396 JSON merge patch; creates from {} when absent',
+    args: { input: t.arg({ type: PatchEntryInput, required: true }) },
+    authScopes: (_root, args) => ({ namespaceWrite: args.input.namespace }),
+    resolve: (_root, { input }, context) => context.services.entries.patch(principalOf(context), input),
+  }),
+  incrementEntry: t.field({
+    type: EntryRef,
+    description: 'Atomic add to a numeric value; absent counts as 0',
+    args: { input: t.arg({ type: IncrementEntryInput, required: true }) },
+    authScopes: (_root, args) => ({ namespaceWrite: args.input.namespace }),
+    resolve: (_root, { input }, context) => context.services.entries.increment(principalOf(context), input),
+  }),
+  deleteEntry: t.boolean({
+    description: 'false when there was nothing to delete',
+    args: { input: t.arg({ type: DeleteEntryInput, required: true }) },
+    authScopes: (_root, args) => ({ namespaceWrite: args.input.namespace }),
+    resolve: (_root, { input }, context) => context.services.entries.delete(principalOf(context), input),
+  }),
+}));
+
+builder.subscriptionFields((t) => ({
+  entryChanged: t.field({
+    type: EntryChangeRef,
+    description:
+      'Changes the caller may read, in revision order. With afterRevision, first replays every change after it, then goes live: no gap, no duplicate',
+    args: {
+      namespace: t.arg.string(),
+      scope: t.arg.string(),
+      keyPrefix: t.arg.string(),
+      afterRevision: t.arg({ type: 'Revision' }),
+    },
+    authScopes: (_root, args) => (args.namespace ? { namespaceRead: args.namespace } : { authenticated: true }),
+    subscribe: (_root, args, context) => {
+      if (args.namespace) checkNamespace(args.namespace);
+      if (args.scope) checkScope(args.scope);
+      if (args.keyPrefix) checkKey(args.keyPrefix, 'keyPrefix');
+      return context.services.watcher.watch(principalOf(context), args, context.reauthenticate);
+    },
+    resolve: (event: WatchEvent) => {
+      if ('end' in event) throw event.end;
+      return event.change;
+    },
+  }),
+}));

@@ -1,0 +1,469 @@
+import { type SQL, sql } from 'drizzle-orm';
+import type { AccessService, NamespaceSettings } from '../../auth/access.js';
+import { actorOf, type Principal } from '../../auth/principal.js';
+import type { DatabaseHandle } from '../../db/client.js';
+import { badInput, notFound, payloadTooLarge, versionConflict } from '../../domain/errors.js';
+import { validateValue } from '../../domain/json-schema.js';
+import { checkFirst, checkKey, checkNamespace, checkScope, GLOBAL_SCOPE } from '../../domain/names.js';
+import { decodeCursor, encodeCursor } from '../../domain/cursor.js';
+import type { EventBus } from '../../events/bus.js';
+import type { LogPosition } from '../../events/change-feed.js';
+
+export interface Entry {
+  namespace: string;
+  scope: string;
+  key: string;
+  value: unknown;
+  version: number;
+  revision: string;
+  createdAt: Date;
+  updatedAt: Date;
+  updatedBy: string | null;
+  expiresAt: Date | null;
+}
+
+export type ChangeOp = 'SET' | 'DELETE' | 'EXPIRE';
+
+export interface EntryChange {
+  revision: string;
+  op: ChangeOp;
+  namespace: string;
+  scope: string;
+  key: string;
+  version: number;
+  value: unknown;
+  at: Date;
+  actor: string | null;
+}
+
+export interface Page<T> {
+  nodes: T[];
+  pageInfo: { hasNextPage: boolean; endCursor: string | null };
+}
+
+export interface EntryAddress {
+  namespace: string;
+  key: string;
+  scope?: string | null;
+}
+
+
+export const MAX_VALUE_BYTES = 1_048_576;
+const MAX_TTL_SECONDS = 10 * 365 * 24 * 3600;
+
+interface EntryRow {
+  namespace: string;
+  scope: string;
+  key: string;
+  value: unknown;
+  version: number;
+  revision: string;
+  created_at: string;
+  updated_at: string;
+  updated_by: string | null;
+  expires_at: string | null;
+}
+
+interface ChangeRow {
+  revision: string;
+  op: ChangeOp;
+  namespace: string;
+  scope: string;
+  key: string;
+  version: number;
+  value: unknown;
+  at: string;
+  actor: string | null;
+}
+
+const ENTRY_COLUMNS = sql.raw(
+  'namespace, scope, key, value, version, revision::text AS revision, created_at, updated_at, updated_by, expires_at',
+);
+const CHANGE_COLUMNS = sql.raw('revision::text AS revision, op, namespace, scope, key, version, value, at, actor');
+
+/** The transaction id as revision: see README, Architecture. */
+const CURRENT_REVISION = sql.raw('pg_current_xact_id()::text::bigint');
+/** Below this, every transaction has ended: changes there are final and visible in revision order. */
+const WATERMARK = sql.raw('pg_snapshot_xmin(pg_current_snapshot())::text::bigint');
+const LIVE = sql.raw('NOT deleted AND (expires_at IS NULL OR expires_at > now())');
+
+function positionCondition(operator: '>' | '<=', position: LogPosition): SQL {
+  const op = sql.raw(operator);
+  if (position.namespace === undefined) return sql`revision ${op} ${position.revision}::bigint`;
+  return sql`(revision, namespace, scope, key) ${op} (${position.revision}::bigint, ${position.namespace}, ${position.scope}, ${position.key})`;
+}
+
+const toEntry = (row: EntryRow): Entry => ({
+  namespace: row.namespace,
+  scope: row.scope,
+  key: row.key,
+  value: row.value,
+  version: row.version,
+  revision: row.revision,
+  createdAt: new Date(row.created_at),
+  updatedAt: new Date(row.updated_at),
+  updatedBy: row.updated_by,
+  expiresAt: row.expires_at === null ? null : new Date(row.expires_at),
+});
+
+const toChange = (row: ChangeRow): EntryChange => ({ ...row, at: new Date(row.at) });
+
+/** The JSON text of a value, refused when over the size limit. */
+function encodeValue(value: unknown, field: string): string {
+  const text = JSON.stringify(value);
+  if (text === undefined) throw badInput(field, `${field} must be a JSON value`);
+  if (Buffer.byteLength(text) > MAX_VALUE_BYTES) throw payloadTooLarge(field, MAX_VALUE_BYTES);
+  return text;
+}
+
+function keyRange(prefix: string): { from: string; to: string | null } {
+  // In byte order (collation "C"), the keys that start with `prefix` lie in [prefix, successor).
+  const codePoints = [...prefix].map((c) => c.codePointAt(0) ?? 0);
+  while (codePoints.length > 0) {
+    const last = codePoints.pop() ?? 0;
+    if (last < 0x10ffff) {
+      let next = last + 1;
+      if (next >= 0xd800 && next <= 0xdfff) next = 0xe000;
+      return { from: prefix, to: String.fromCodePoint(...codePoints, next) };
+    }
+  }
+  return { from: prefix, to: null };
+}
+
+/**
+ * Entries and their change log. Every write is one SQL statement (one round trip, one
+ * transaction) that checks the version, writes the entry and appends its change.
+ */
+export class EntriesService {
+  constructor(
+    private readonly database: DatabaseHandle,
+    private readonly access: AccessService,
+    private readonly bus: EventBus,
+  ) {}
+
+  private async settings(tenantId: string, namespace: string): Promise<NamespaceSettings> {
+    const settings = await this.access.namespace(tenantId, namespace);
+    if (!settings) throw notFound(`Namespace ${namespace} does not exist`);
+    return settings;
+  }
+
+  private address(input: EntryAddress) {
+    return {
+      namespace: checkNamespace(input.namespace),
+      key: checkKey(input.key),
+      scope: checkScope(input.scope ?? GLOBAL_SCOPE),
+    };
+  }
+
+  private expiry(ttlSeconds: number | null | undefined, settings: NamespaceSettings): SQL {
+    if (ttlSeconds !== null && ttlSeconds !== undefined) {
+      if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1 || ttlSeconds > MAX_TTL_SECONDS) {
+        throw badInput('ttlSeconds', `ttlSeconds must be from 1 to ${MAX_TTL_SECONDS}`);
+      }
+    }
+    const ttl = ttlSeconds ?? settings.defaultTtlSeconds;
+    return ttl ? sql`now() + make_interval(secs => ${ttl})` : sql`NULL::timestamptz`;
+  }
+
+  private checkExpectedVersion(expectedVersion: number | null | undefined): number | null {
+    if (expectedVersion === null || expectedVersion === undefined) return null;
+    if (!Number.isInteger(expectedVersion) || expectedVersion < 0) {
+      throw badInput('expectedVersion', 'expectedVersion must be 0 or more');
+    }
+    return expectedVersion;
+  }
+
+  async get(tenantId: string, input: EntryAddress): Promise<Entry | null> {
+    const { namespace, key, scope } = this.address(input);
+    const settings = await this.settings(tenantId, namespace);
+    const [row] = await this.database.rows<EntryRow>(sql`
+      SELECT ${ENTRY_COLUMNS} FROM entries
+      WHERE tenant_id = ${tenantId} AND namespace = ${namespace} AND scope = ${scope} AND key = ${key} AND ${LIVE}`);
+    if (row) return toEntry(row);
+    return this.defaultEntry(settings, scope, key);
+  }
+
+  /** A namespace with a `defaultValue` answers reads of a missing entry with it, at version 0. */
+  private defaultEntry(settings: NamespaceSettings, scope: string, key: string): Entry | null {
+    if (settings.defaultValue === null || settings.defaultValue === undefined) return null;
+    return {
+      namespace: settings.name,
+      scope,
+      key,
+      value: settings.defaultValue,
+      version: 0,
+      revision: '0',
+      createdAt: settings.createdAt,
+      updatedAt: settings.createdAt,
+      updatedBy: null,
+      expiresAt: null,
+    };
+  }
+
+  async resolve(tenantId: string, input: { namespace: string; key: string; scopes: string[] }): Promise<Entry | null> {
+    const namespace = checkNamespace(input.namespace);
+    const key = checkKey(input.key);
+    if (input.scopes.length < 1 || input.scopes.length > 50) throw badInput('scopes', 'scopes must hold 1 to 50 scopes');
+    const scopes = input.scopes.map((scope) => checkScope(scope, 'scopes'));
+    const settings = await this.settings(tenantId, namespace);
+    const [row] = await this.database.rows<EntryRow>(sql`
+      SELECT ${ENTRY_COLUMNS} FROM entries
+      WHERE tenant_id = ${tenantId} AND namespace = ${namespace} AND key = ${key}
+        AND scope = ANY(${sql.param(scopes)}::text[]) AND ${LIVE}
+      ORDER BY array_position(${sql.param(scopes)}::text[], scope::text) LIMIT 1`);
+    if (row) return toEntry(row);
+    return scopes[0] === undefined ? null : this.defaultEntry(settings, scopes[0], key);
+  }
+
+  async list(
+    tenantId: string,
+    input: { namespace: string; scope?: string | null; prefix?: string | null; match?: unknown; first?: number | null; after?: string | null },
+  ): Promise<Page<Entry>> {
+    const namespace = checkNamespace(input.namespace);
+    const first = checkFirst(input.first ?? 100);
+    const conditions: SQL[] = [sql`tenant_id = ${tenantId}`, sql`namespace = ${namespace}`, LIVE];
+    if (input.scope !== null && input.scope !== undefined) conditions.push(sql`scope = ${checkScope(input.scope)}`);
+    if (input.prefix !== null && input.prefix !== undefined && input.prefix !== '') {
+      if (input.prefix.length > 512) throw badInput('prefix', 'prefix must be at most 512 characters');
+      const { from, to } = keyRange(input.prefix);
+      conditions.push(sql`key >= ${from}`);
+      if (to !== null) conditions.push(sql`key < ${to}`);
+    }
+    if (input.match !== null && input.match !== undefined) {
+      conditions.push(sql`value @> ${encodeValue(input.match, 'match')}::jsonb`);
+    }
+    if (input.after) {
+      const [scope, key] = decodeCursor(input.after, 'after', 2);
+      conditions.push(sql`(scope, key) > (${scope}, ${key})`);
+    }
+    await this.settings(tenantId, namespace);
+    const rows = await this.database.rows<EntryRow>(sql`
+      SELECT ${ENTRY_COLUMNS} FROM entries WHERE ${sql.join(conditions, sql` AND `)}
+      ORDER BY scope, key LIMIT ${first + 1}`);
+    const nodes = rows.slice(0, first).map(toEntry);
+    const last = nodes.at(-1);
+    return {
+      nodes,
+      pageInfo: { hasNextPage: rows.length > first, endCursor: last ? encodeCursor([last.scope, last.key]) : null },
+    };
+  }
+
+  /** Live entry counts of the given namespaces (for `Namespace.entryCount`, batched). */
+  async count(tenantId: string, namespaces: readonly string[]): Promise<Map<string, number>> {
+    const rows = await this.database.rows<{ namespace: string; count: number | string }>(sql`
+      SELECT namespace, count(*)::int AS count FROM entries
+      WHERE tenant_id = ${tenantId} AND namespace = ANY(${sql.param([...namespaces])}::text[]) AND ${LIVE}
+      GROUP BY namespace`);
+    return new Map(rows.map((row) => [row.namespace, Number(row.count)]));
+  }
+
+  async set(
+    principal: Principal,
+    input: EntryAddress & { value?: unknown; expectedVersion?: number | null; ttlSeconds?: number | null },
+  ): Promise<Entry> {
+    const { namespace, key, scope } = this.address(input);
+    const value = encodeValue(input.value, 'value');
+    const expected = this.checkExpectedVersion(input.expectedVersion);
+    const settings = await this.settings(principal.tenantId, namespace);
+    if (settings.schema !== null && settings.schema !== undefined) validateValue(settings.schema, input.value);
+    const expiresAt = this.expiry(input.ttlSeconds, settings);
+    return this.upsert(principal, { namespace, scope, key }, expected, {
+      inserted: sql`${value}::jsonb`,
+      updated: sql`excluded.value`,
+      expiresAt,
+    });
+  }
+
+  async patch(principal: Principal, input: EntryAddress & { patch?: unknown; expectedVersion?: number | null }): Promise<Entry> {
+    const { namespace, key, scope } = this.address(input);
+    const patch = encodeValue(input.patch, 'patch');
+    const expected = this.checkExpectedVersion(input.expectedVersion);
+    const settings = await this.settings(principal.tenantId, namespace);
+    const base = JSON.stringify(settings.defaultValue ?? {});
+    return this.upsert(
+      principal,
+      { namespace, scope, key },
+      expected,
+      {
+        inserted: sql`statehouse_merge_patch(${base}::jsonb, ${patch}::jsonb)`,
+        updated: sql`CASE WHEN e.deleted OR e.expires_at <= now() THEN excluded.value ELSE statehouse_merge_patch(e.value, ${patch}::jsonb) END`,
+        expiresAt: this.expiry(null, settings),
+      },
+      settings,
+    );
+  }
+
+  async increment(principal: Principal, input: EntryAddress & { by?: number | null }): Promise<Entry> {
+    const { namespace, key, scope } = this.address(input);
+    const by = input.by ?? 1;
+    if (!Number.isFinite(by)) throw badInput('by', 'by must be a finite number');
+    const settings = await this.settings(principal.tenantId, namespace);
+    const base = typeof settings.defaultValue === 'number' ? settings.defaultValue : 0;
+    // numeric, not float: 0.1 + 0.2 stays 0.3 and large counters stay exact.
+    const entry = await this.upsert(
+      principal,
+      { namespace, scope, key },
+      null,
+      {
+        inserted: sql`to_jsonb(${String(base)}::numeric + ${String(by)}::numeric)`,
+        updated: sql`CASE WHEN e.deleted OR e.expires_at <= now() THEN excluded.value
+                          ELSE to_jsonb((e.value #>> '{}')::numeric + ${String(by)}::numeric) END`,
+        expiresAt: this.expiry(null, settings),
+        condition: sql`(e.deleted OR e.expires_at <= now() OR jsonb_typeof(e.value) = 'number')`,
+      },
+      settings,
+    ).catch((error: unknown) => {
+      if (error instanceof NotANumber) throw badInput('key', `The value of ${key} is not a number`);
+      throw error;
+    });
+    return entry;
+  }
+
+  /**
+   * Insert or update one entry and append its change, in one statement. `expected` is the CAS
+   * version (0: must not exist). When `check` is given (typed namespaces), the statement runs in a
+   * transaction and the resulting value is validated before commit.
+   */
+  private async upsert(
+    principal: Principal,
+    at: { namespace: string; scope: string; key: string },
+    expected: number | null,
+    value: { inserted: SQL; updated: SQL; expiresAt: SQL; condition?: SQL },
+    check?: NamespaceSettings,
+  ): Promise<Entry> {
+    const { tenantId } = principal;
+    const { namespace, scope, key } = at;
+    const actor = actorOf(principal);
+    const expectedCheck =
+      expected === null
+        ? sql`true`
+        : sql`(CASE WHEN e.deleted OR e.expires_at <= now() THEN 0 ELSE e.version END) = ${expected}`;
+    const query = sql`
+      WITH prev AS (
+        SELECT version, deleted OR coalesce(expires_at <= now(), false) AS gone, value
+        FROM entries WHERE tenant_id = ${tenantId} AND namespace = ${namespace} AND scope = ${scope} AND key = ${key}
+      ), up AS (
+        INSERT INTO entries AS e (tenant_id, namespace, scope, key, value, version, revision, deleted, created_at, updated_at, updated_by, expires_at)
+        SELECT ${tenantId}, ${namespace}, ${scope}, ${key}, ${value.inserted}, 1, ${CURRENT_REVISION}, false, now(), now(), ${actor}, ${value.expiresAt}
+        WHERE ${expected === null || expected === 0 ? sql`true` : sql`EXISTS (SELECT 1 FROM prev)`}
+        ON CONFLICT (tenant_id, namespace, scope, key) DO UPDATE SET
+          value = ${value.updated},
+          version = e.version + 1,
+          revision = excluded.revision,
+          deleted = false,
+          created_at = CASE WHEN e.deleted OR e.expires_at <= now() THEN excluded.created_at ELSE e.created_at END,
+          updated_at = excluded.updated_at,
+          updated_by = excluded.updated_by,
+          expires_at = excluded.expires_at
+        WHERE ${expectedCheck} AND ${value.condition ?? sql`true`}
+        RETURNING e.*
+      ), log AS (
+        INSERT INTO changes (tenant_id, revision, namespace, scope, key, op, version, value, actor, at)
+        SELECT tenant_id, revision, namespace, scope, key, 'SET', version, value, updated_by, updated_at FROM up
+      )
+      SELECT up.namespace, up.scope, up.key, up.value, up.version, up.revision::text AS revision, up.created_at,
+             up.updated_at, up.updated_by, up.expires_at,
+             (SELECT CASE WHEN gone THEN 0 ELSE version END FROM prev) AS current_version,
+             (SELECT NOT gone AND jsonb_typeof(value) <> 'number' FROM prev) AS not_a_number
+      FROM (SELECT 1) AS one LEFT JOIN up ON true`;
+    type Row = EntryRow & { current_version: number | null; not_a_number: boolean | null };
+    const needsCheck = check?.schema !== null && check?.schema !== undefined;
+    const row = needsCheck
+      ? await this.database.transaction(async (rows) => {
+          const [written] = await rows<Row>(query);
+          if (written?.version !== null && written?.version !== undefined) validateValue(check?.schema, written.value);
+          return written;
+        })
+      : (await this.database.rows<Row>(query))[0];
+    if (!row || row.version === null || row.version === undefined) {
+      if (value.condition && row?.not_a_number) throw new NotANumber();
+      throw versionConflict(row?.current_version ?? 0);
+    }
+    this.bus.publish({ type: 'changes', tenantId, revision: row.revision });
+    return toEntry(row);
+  }
+
+  async delete(principal: Principal, input: EntryAddress & { expectedVersion?: number | null }): Promise<boolean> {
+    const { namespace, key, scope } = this.address(input);
+    const expected = this.checkExpectedVersion(input.expectedVersion);
+    const { tenantId } = principal;
+    await this.settings(tenantId, namespace);
+    const [row] = await this.database.rows<{ revision: string | null; current_version: number | null }>(sql`
+      WITH up AS (
+        UPDATE entries e SET deleted = true, value = NULL, version = e.version + 1, revision = ${CURRENT_REVISION},
+               updated_at = now(), updated_by = ${actorOf(principal)}, expires_at = NULL
+        WHERE tenant_id = ${tenantId} AND namespace = ${namespace} AND scope = ${scope} AND key = ${key}
+          AND NOT e.deleted AND (e.expires_at IS NULL OR e.expires_at > now())
+          ${expected === null ? sql.empty() : sql`AND e.version = ${expected}`}
+        RETURNING e.*
+      ), log AS (
+        INSERT INTO changes (tenant_id, revision, namespace, scope, key, op, version, value, actor, at)
+        SELECT tenant_id, revision, namespace, scope, key, 'DELETE', version, NULL, updated_by, updated_at FROM up
+      )
+      SELECT (SELECT revision::text FROM up) AS revision,
+             (SELECT CASE WHEN deleted OR coalesce(expires_at <= now(), false) THEN 0 ELSE version END FROM entries
+              WHERE tenant_id = ${tenantId} AND namespace = ${namespace} AND scope = ${scope} AND key = ${key}) AS current_version`);
+    if (row?.revision) {
+      this.bus.publish({ type: 'changes', tenantId, revision: row.revision });
+      return true;
+    }
+    const current = row?.current_version ?? 0;
+    if (expected !== null && expected !== current) throw versionConflict(current);
+    return false;
+  }
+
+  /**
+   * A page of the change log after `after` (exclusive), oldest first, limited to `namespaces`
+   * (null: all), to `upTo` (inclusive) and to revisions below the watermark, so that a later page
+   * never shows an older revision.
+   */
+  async changesPage(
+    tenantId: string,
+    options: { after: LogPosition; namespaces: readonly string[] | null; upTo?: LogPosition; limit: number },
+  ): Promise<{ changes: EntryChange[]; watermark: string }> {
+    const filter = options.namespaces === null ? sql`true` : sql`namespace = ANY(${sql.param([...options.namespaces])}::text[])`;
+    const upTo = options.upTo === undefined ? sql`true` : positionCondition('<=', options.upTo);
+    const rows = await this.database.rows<ChangeRow & { watermark: string }>(sql`
+      WITH w AS (SELECT ${WATERMARK} AS watermark)
+      SELECT c.*, w.watermark::text AS watermark FROM w LEFT JOIN LATERAL (
+        SELECT ${CHANGE_COLUMNS} FROM changes
+        WHERE tenant_id = ${tenantId} AND revision < w.watermark AND ${filter} AND ${upTo}
+          AND ${positionCondition('>', options.after)}
+        ORDER BY revision, namespace, scope, key LIMIT ${options.limit}
+      ) c ON true`);
+    const watermark = rows[0]?.watermark ?? '0';
+    return { changes: rows.filter((row) => row.revision !== null).map(toChange), watermark };
+  }
+
+  /** The newest final revision of a tenant: where a live feed starts. */
+  async headRevision(tenantId: string): Promise<string> {
+    const [row] = await this.database.rows<{ revision: string | null }>(sql`
+      SELECT max(revision)::text AS revision FROM changes WHERE tenant_id = ${tenantId} AND revision < ${WATERMARK}`);
+    return row?.revision ?? '0';
+  }
+
+  async changes(
+    tenantId: string,
+    input: { namespaces: readonly string[] | null; afterRevision?: string | null; first?: number | null; after?: string | null },
+  ): Promise<Page<EntryChange>> {
+    const first = checkFirst(input.first ?? 100);
+    let after: LogPosition = { revision: input.afterRevision ?? '0' };
+    if (input.after) {
+      const [revision = '', namespace, scope, key] = decodeCursor(input.after, 'after', 4);
+      if (!/^\d{1,19}$/.test(revision)) throw badInput('after', 'after is not a cursor of this list');
+      after = { revision, namespace, scope, key };
+    }
+    const { changes } = await this.changesPage(tenantId, { after, namespaces: input.namespaces, limit: first + 1 });
+    const nodes = changes.slice(0, first);
+    const last = nodes.at(-1);
+    return {
+      nodes,
+      pageInfo: {
+        hasNextPage: changes.length > first,
+        endCursor: last ? encodeCursor([last.revision, last.namespace, last.scope, last.key]) : null,
+      },
+    };
+  }
+}
+
+class NotANumber extends Error {}
