@@ -79,7 +79,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
     graphiql: {
       title: 'Statehouse',
       subscriptionsProtocol: 'WS',
-      defaultQuery: '# Set the header {"Authorization": "Bearer <token>"} below, then:\n{\n  viewer {\n    tenant\n    role\n    namespaces { namespace permission }\n  }\n}\n',
+      defaultQuery:
+        '# Set the header {"Authorization": "Bearer <token>"} below, then:\n{\n  viewer {\n    tenant\n    role\n    namespaces { namespace permission }\n  }\n}\n',
     },
     context: ({ request, connectionParams }) => createContext(services, connectionParams ? { connectionParams } : { request }),
     plugins: [

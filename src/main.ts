@@ -2,9 +2,9 @@ import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
 import { openDatabase } from './db/client.js';
 import { migrate } from './db/migrate.js';
+import { EventBus } from './events/bus.js';
 import { createLogger } from './logger.js';
 import { TokensService } from './modules/tokens/tokens.service.js';
-import { EventBus } from './events/bus.js';
 
 async function main(): Promise<void> {
   const config = loadConfig();

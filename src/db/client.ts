@@ -15,6 +15,8 @@ export type Broadcast = (payload: string) => Promise<void>;
 export interface DatabaseHandle {
   db: Database;
   kind: 'postgres' | 'pglite';
+  /** The PostgreSQL URL; undefined on PGlite. */
+  url?: string;
   /** Runs raw SQL and returns its rows, the same shape on both drivers. */
   rows<T>(query: SQL): Promise<T[]>;
   /** Runs `work` in one transaction; it commits when `work` resolves and rolls back when it throws. */
@@ -53,6 +55,7 @@ function openPostgres(url: string, max: number): DatabaseHandle {
   return {
     db,
     kind: 'postgres',
+    url,
     rows: async <T>(query: SQL) => (await db.execute(query)) as unknown as T[],
     transaction: (work) => db.transaction((tx) => work(async <R>(query: SQL) => (await tx.execute(query)) as unknown as R[])),
     listen: async (onMessage, onConnect) => {

@@ -1,6 +1,6 @@
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import { LRUCache } from 'lru-cache';
-import { StatehouseError, badInput } from './errors.js';
+import { badInput, StatehouseError } from './errors.js';
 
 const ajv = new Ajv2020({ allErrors: false, strict: false, validateFormats: false });
 

@@ -15,7 +15,7 @@ function parseRevision(value: unknown): string {
 /** A position in a tenant's change log: a decimal string, strictly increasing ("0": before the first change). */
 export const RevisionScalar = new GraphQLScalarType<string, string>({
   name: 'Revision',
-  description: "A position in a tenant's change log, as a decimal string; strictly increasing. \"0\" is before the first change.",
+  description: 'A position in a tenant\'s change log, as a decimal string; strictly increasing. "0" is before the first change.',
   serialize: (value) => String(value),
   parseValue: parseRevision,
   parseLiteral: (ast) => {

@@ -68,7 +68,10 @@ builder.mutationFields((t) => ({
     args: { input: t.arg({ type: RegisterAgentInput, required: true }) },
     authScopes: { admin: true },
     resolve: (_root, { input }, context) =>
-      context.services.agents.register(principalOf(context).tenantId, { ...input, id: input.id === null || input.id === undefined ? input.id : String(input.id) }),
+      context.services.agents.register(principalOf(context).tenantId, {
+        ...input,
+        id: input.id === null || input.id === undefined ? input.id : String(input.id),
+      }),
   }),
   deregisterAgent: t.boolean({
     description: 'Its tokens stop working at once; false when there was no such agent',

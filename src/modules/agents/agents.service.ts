@@ -1,5 +1,5 @@
-import { sql } from 'drizzle-orm';
 import { randomUUID } from 'node:crypto';
+import { sql } from 'drizzle-orm';
 import { generateToken, hashToken } from '../../auth/tokens.js';
 import type { DatabaseHandle } from '../../db/client.js';
 import { badInput } from '../../domain/errors.js';

@@ -2,10 +2,10 @@ import { type SQL, sql } from 'drizzle-orm';
 import type { AccessService, NamespaceSettings } from '../../auth/access.js';
 import { actorOf, type Principal } from '../../auth/principal.js';
 import type { DatabaseHandle } from '../../db/client.js';
+import { decodeCursor, encodeCursor } from '../../domain/cursor.js';
 import { badInput, notFound, payloadTooLarge, versionConflict } from '../../domain/errors.js';
 import { validateValue } from '../../domain/json-schema.js';
 import { checkFirst, checkKey, checkNamespace, checkScope, GLOBAL_SCOPE } from '../../domain/names.js';
-import { decodeCursor, encodeCursor } from '../../domain/cursor.js';
 import type { EventBus } from '../../events/bus.js';
 import type { LogPosition } from '../../events/change-feed.js';
 
@@ -46,7 +46,6 @@ export interface EntryAddress {
   key: string;
   scope?: string | null;
 }
-
 
 export const MAX_VALUE_BYTES = 1_048_576;
 const MAX_TTL_SECONDS = 10 * 365 * 24 * 3600;
@@ -217,7 +216,14 @@ export class EntriesService {
 
   async list(
     tenantId: string,
-    input: { namespace: string; scope?: string | null; prefix?: string | null; match?: unknown; first?: number | null; after?: string | null },
+    input: {
+      namespace: string;
+      scope?: string | null;
+      prefix?: string | null;
+      match?: unknown;
+      first?: number | null;
+      after?: string | null;
+    },
   ): Promise<Page<Entry>> {
     const namespace = checkNamespace(input.namespace);
     const first = checkFirst(input.first ?? 100);
@@ -335,9 +341,7 @@ export class EntriesService {
     const { namespace, scope, key } = at;
     const actor = actorOf(principal);
     const expectedCheck =
-      expected === null
-        ? sql`true`
-        : sql`(CASE WHEN e.deleted OR e.expires_at <= now() THEN 0 ELSE e.version END) = ${expected}`;
+      expected === null ? sql`true` : sql`(CASE WHEN e.deleted OR e.expires_at <= now() THEN 0 ELSE e.version END) = ${expected}`;
     const query = sql`
       WITH prev AS (
         SELECT version, deleted OR coalesce(expires_at <= now(), false) AS gone, value

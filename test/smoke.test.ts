@@ -1,0 +1,35 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN_TOKEN, type Gateway, startGateway, subscribe } from './support/gateway.js';
+
+describe('walkthrough', () => {
+  let gw: Gateway;
+  beforeAll(async () => {
+    gw = await startGateway();
+  });
+  afterAll(() => gw.close());
+
+  it('lets one agent write what another reads and subscribes to', async () => {
+    await gw.createNamespace('numbers');
+    const producer = await gw.registerAgent('producer', ['numbers']);
+    const consumer = await gw.registerAgent('consumer', ['numbers']);
+    const sub = subscribe(gw.ws(consumer), 'subscription { entryChanged(namespace: "numbers") { op key value version revision actor } }');
+    // give the subscription time to attach
+    await new Promise((r) => setTimeout(r, 300));
+    const written = await gw.ok(
+      producer,
+      'mutation { setEntry(input: { namespace: "numbers", key: "n", value: 42 }) { version revision } }',
+    );
+    expect(written.setEntry.version).toBe(1);
+    const read = await gw.ok(consumer, '{ entry(namespace: "numbers", key: "n") { value version updatedBy } }');
+    expect(read.entry).toEqual({ value: 42, version: 1, updatedBy: 'producer' });
+    const [event] = await sub.waitFor(1);
+    expect(event?.data?.entryChanged).toMatchObject({
+      op: 'SET',
+      key: 'n',
+      value: 42,
+      actor: 'producer',
+      revision: written.setEntry.revision,
+    });
+    expect(ADMIN_TOKEN).toBeTruthy();
+  });
+});
