@@ -1,0 +1,98 @@
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
+
+/** `npm start` as a new user runs it: a real process, its stdout, its token, SIGTERM. */
+interface Started {
+  child: ChildProcessWithoutNullStreams;
+  output: () => string;
+  url: string;
+}
+
+const root = new URL('..', import.meta.url).pathname;
+
+function start(env: Record<string, string>): Promise<Started> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    cwd: root,
+    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env },
+  });
+  let output = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no listening line within 30 s:\n${output}`)), 30_000);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /http:\/\/127\.0\.0\.1:\d+\/graphql/.exec(output);
+      if (match) {
+        clearTimeout(timer);
+        resolve({ child, output: () => output, url: match[0] });
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('exit', (code) => reject(new Error(`exited with ${code} before listening:\n${output}`)));
+  });
+}
+
+function stop(started: Started): Promise<number | null> {
+  return new Promise((resolve) => {
+    started.child.once('exit', (code) => resolve(code));
+    started.child.kill('SIGTERM');
+  });
+}
+
+async function viewerRole(url: string, token: string): Promise<unknown> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify({ query: '{ viewer { role tenant } }' }),
+  });
+  return response.json();
+}
+
+describe('npm start', () => {
+  let dataDir: string;
+  let db: TestDatabase | undefined;
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'statehouse-start-'));
+    env = { STATEHOUSE_DATA_DIR: dataDir };
+    if (process.env.TEST_DATABASE_URL) {
+      db = await createTestDatabase();
+      env.DATABASE_URL = db.url ?? '';
+    }
+  });
+  afterAll(async () => {
+    await db?.drop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('prints a working admin token once, restarts as a no-op, and stops cleanly on SIGTERM', async () => {
+    const first = await start(env);
+    const token = /sh_[A-Za-z0-9_-]{43}/.exec(first.output())?.[0];
+    expect(token, first.output()).toBeDefined();
+    expect(await viewerRole(first.url, token ?? '')).toEqual({ data: { viewer: { role: 'ADMIN', tenant: 'default' } } });
+    expect(await stop(first)).toBe(0);
+    expect(first.output()).toMatch(/shutting down/);
+
+    const second = await start(env);
+    expect(second.output()).not.toMatch(/sh_[A-Za-z0-9_-]{43}/);
+    expect(await viewerRole(second.url, token ?? '')).toEqual({ data: { viewer: { role: 'ADMIN', tenant: 'default' } } });
+    expect(await stop(second)).toBe(0);
+  });
+
+  it('uses STATEHOUSE_ADMIN_TOKEN when it is set and prints no token', async () => {
+    const chosen = 'my-own-admin-token-for-tests';
+    const started = await start({ ...env, STATEHOUSE_ADMIN_TOKEN: chosen });
+    expect(started.output()).not.toMatch(/sh_[A-Za-z0-9_-]{43}/);
+    expect(await viewerRole(started.url, chosen)).toEqual({ data: { viewer: { role: 'ADMIN', tenant: 'default' } } });
+    expect(await stop(started)).toBe(0);
+  });
+
+  it('refuses a bad configuration with a clear message', async () => {
+    await expect(start({ ...env, PORT: 'eighty' })).rejects.toThrow(/PORT must be an integer/);
+  });
+});
