@@ -11,7 +11,7 @@ import { type Context, createContext, type Services } from './context.js';
 import type { DatabaseHandle } from './db/client.js';
 import { EventBus } from './events/bus.js';
 import { ChangeFeeds } from './events/change-feed.js';
-import { createMaskError } from './graphql/errors.js';
+import { createMaskError, useRequestErrorCodes } from './graphql/errors.js';
 import { schema } from './graphql/schema.js';
 import type { Logger } from './logger.js';
 import { AgentsService } from './modules/agents/agents.service.js';
@@ -84,6 +84,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     },
     context: ({ request, connectionParams }) => createContext(services, connectionParams ? { connectionParams } : { request }),
     plugins: [
+      useRequestErrorCodes(),
       useReadinessCheck({
         endpoint: '/ready',
         check: async () => {

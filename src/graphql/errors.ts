@@ -1,10 +1,62 @@
-import { GraphQLError } from 'graphql';
+import { GraphQLError, Kind, parse, visit } from 'graphql';
+import type { Plugin } from 'graphql-yoga';
 import { StatehouseError } from '../domain/errors.js';
 import type { Logger } from '../logger.js';
 
+/** Request-level failures of Yoga and graphql-js: the caller's to fix, so BAD_USER_INPUT in the contract's terms. */
+const REQUEST_ERROR_CODES = new Set([undefined, 'GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'BAD_REQUEST', 'BAD_USER_INPUT']);
+
 /**
- * Turns domain errors into GraphQL errors with the contract's `extensions.code`, keeps GraphQL's
- * own errors (syntax, validation), and masks everything else: no stack, SQL or secret reaches a client.
+ * The input field a request error is about. graphql-js names it in variable errors (`… at
+ * "input.expectedVersion"`, `Field "value" of required type …`, `Variable "$first" …`); for a bad
+ * literal, the field is the argument or input field whose value sits at the error's position.
+ */
+function fieldOf(error: GraphQLError): string | undefined {
+  const { message } = error;
+  const path = /\bat "([^"]+)"/.exec(message)?.[1];
+  if (path)
+    return path
+      .replace(/\[\d+\]/g, '')
+      .split('.')
+      .at(-1);
+  for (const pattern of [/Field "([A-Za-z_]\w*)" of required type/, /^Argument "([A-Za-z_]\w*)"/, /^Variable "\$([A-Za-z_]\w*)"/]) {
+    const named = pattern.exec(message)?.[1];
+    if (named) return named;
+  }
+  const position = error.positions?.[0];
+  if (!error.source || position === undefined) return undefined;
+  let field: string | undefined;
+  try {
+    visit(parse(error.source), {
+      enter(node) {
+        if ((node.kind === Kind.ARGUMENT || node.kind === Kind.OBJECT_FIELD) && node.value.loc?.start === position) field = node.name.value;
+      },
+    });
+  } catch {
+    // a document that does not parse has no fields to name
+  }
+  return field;
+}
+
+/** Validation errors never reach the masking step: name their code and field as they are produced. */
+export function useRequestErrorCodes(): Plugin {
+  return {
+    onValidate:
+      () =>
+      ({ valid, result }) => {
+        if (valid) return;
+        for (const error of result) {
+          const field = fieldOf(error);
+          Object.assign(error.extensions, { code: 'BAD_USER_INPUT', ...(field ? { field } : {}) });
+        }
+      },
+  };
+}
+
+/**
+ * Turns domain errors into GraphQL errors with the contract's `extensions.code`, reports errors of
+ * the request itself (syntax, validation, variables) as BAD_USER_INPUT naming the field, and masks
+ * everything else: no stack, SQL or secret reaches a client.
  */
 export function createMaskError(logger: Logger) {
   return (error: unknown, message: string): Error => {
@@ -16,14 +68,15 @@ export function createMaskError(logger: Logger) {
     if (original instanceof StatehouseError) {
       return new GraphQLError(original.message, { ...location, extensions: { code: original.code, ...original.details } });
     }
-    if (graphQLError && (!original || original instanceof GraphQLError)) {
-      const inner = original instanceof GraphQLError ? original : graphQLError;
-      // Errors of the request itself (syntax, validation, variables) are the caller's to fix.
-      if (!inner.extensions?.code && !graphQLError.path) {
-        return new GraphQLError(graphQLError.message, { ...location, extensions: { ...graphQLError.extensions, code: 'BAD_USER_INPUT' } });
-      }
-      return graphQLError;
+    if (graphQLError && !graphQLError.path && REQUEST_ERROR_CODES.has(graphQLError.extensions?.code as string | undefined)) {
+      const field = graphQLError.extensions?.field ?? fieldOf(graphQLError);
+      const { http } = graphQLError.extensions ?? {};
+      return new GraphQLError(graphQLError.message, {
+        ...location,
+        extensions: { code: 'BAD_USER_INPUT', ...(field ? { field } : {}), ...(http ? { http } : {}) },
+      });
     }
+    if (graphQLError && (!original || original instanceof GraphQLError)) return graphQLError;
     logger.error({ err: original, path: graphQLError?.path }, 'unexpected error');
     return new GraphQLError(message, { ...location, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
   };

@@ -1,13 +1,13 @@
-import { GraphQLError, GraphQLScalarType, Kind } from 'graphql';
+import { GraphQLError, GraphQLScalarType, Kind, type ValueNode } from 'graphql';
 import { DateTimeResolver, JSONResolver } from 'graphql-scalars';
 import { builder } from './builder.js';
 
 const REVISION = /^\d{1,19}$/;
 
-function parseRevision(value: unknown): string {
+function parseRevision(value: unknown, node?: ValueNode): string {
   const text = typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? String(value) : value;
   if (typeof text !== 'string' || !REVISION.test(text) || BigInt(text) > 9223372036854775807n) {
-    throw new GraphQLError('A Revision is a decimal string such as "42"', { extensions: { code: 'BAD_USER_INPUT', field: 'revision' } });
+    throw new GraphQLError('A Revision is a decimal string such as "42"', { nodes: node, extensions: { code: 'BAD_USER_INPUT' } });
   }
   return text;
 }
@@ -19,8 +19,7 @@ export const RevisionScalar = new GraphQLScalarType<string, string>({
   serialize: (value) => String(value),
   parseValue: parseRevision,
   parseLiteral: (ast) => {
-    if (ast.kind === Kind.STRING || ast.kind === Kind.INT) return parseRevision(ast.value);
-    return parseRevision(undefined);
+    return parseRevision(ast.kind === Kind.STRING || ast.kind === Kind.INT ? ast.value : undefined, ast);
   },
 });
 

@@ -1,0 +1,51 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN_TOKEN, type Gateway, startGateway } from './support/gateway.js';
+
+/** Errors of the request itself — wrong types, missing fields, bad syntax — in the contract's terms. */
+describe('request errors', () => {
+  let gw: Gateway;
+  beforeAll(async () => {
+    gw = await startGateway();
+  });
+  afterAll(() => gw.close());
+
+  const SET = 'mutation($input: SetEntryInput!) { setEntry(input: $input) { version } }';
+
+  it.each([
+    [
+      'a literal of the wrong type',
+      'mutation { setEntry(input: { namespace: "common", key: "k", value: 1, expectedVersion: "x" }) { version } }',
+      undefined,
+      'expectedVersion',
+    ],
+    ['a literal argument of the wrong type', '{ entries(namespace: "common", first: "ten") { nodes { key } } }', undefined, 'first'],
+    ['a variable of the wrong type', SET, { input: { namespace: 'common', key: 'k', value: 1, expectedVersion: 'x' } }, 'expectedVersion'],
+    ['a missing required input field', SET, { input: { namespace: 'common', key: 'k' } }, 'value'],
+    ['a malformed revision literal', '{ changes(afterRevision: "12a") { nodes { revision } } }', undefined, 'afterRevision'],
+    ['a negative revision variable', 'query($r: Revision) { changes(afterRevision: $r) { nodes { revision } } }', { r: '-1' }, 'r'],
+  ])('answers %s with BAD_USER_INPUT naming the field, and writes nothing', async (_what, query, variables, field) => {
+    const result = await gw.gql(ADMIN_TOKEN, query, variables);
+    expect(result.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field });
+    expect(result.data ?? null).toBeNull();
+    const { entry } = await gw.ok(ADMIN_TOKEN, '{ entry(namespace: "common", key: "k") { value } }');
+    expect(entry).toBeNull();
+  });
+
+  it('answers syntax errors and unknown fields with BAD_USER_INPUT', async () => {
+    for (const query of ['{ entries(namespace: "common") { nodes { key } }', '{ nope }']) {
+      const result = await gw.gql(ADMIN_TOKEN, query);
+      expect(result.errors?.[0]?.extensions?.code, query).toBe('BAD_USER_INPUT');
+    }
+  });
+
+  it('answers a body that is not JSON without internals', async () => {
+    const response = await gw.app.fetch('http://localhost/graphql', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_TOKEN}` },
+      body: '{"query": ',
+    });
+    const text = await response.text();
+    expect(text).toContain('BAD_USER_INPUT');
+    expect(text).not.toMatch(/SyntaxError|originalError|at .*\.js/);
+  });
+});
