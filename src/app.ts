@@ -132,6 +132,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     sockets,
   );
 
+  let stopping: Promise<void> | undefined;
   const inFlight = new Set<Promise<void>>();
   server.on('request', (_request, response) => {
     const done = new Promise<void>((resolve) => response.on('close', resolve));
@@ -150,17 +151,19 @@ export async function buildApp(options: AppOptions): Promise<App> {
           resolve({ url: `http://${host}:${bound}/graphql`, port: bound });
         });
       }),
-    /** Stop accepting, end subscriptions, finish in-flight requests (up to the grace period), close. */
-    stop: async () => {
-      server.close();
-      services.watcher.closeAll();
-      await socketServer.dispose();
-      sockets.close();
-      server.closeIdleConnections();
-      const grace = new Promise((resolve) => setTimeout(resolve, options.shutdownGraceMs ?? 10_000).unref());
-      await Promise.race([Promise.all(inFlight), grace]);
-      server.closeAllConnections();
-      feeds.close();
+    /** Stop accepting, end subscriptions, finish in-flight requests (up to the grace period), close. Idempotent. */
+    stop: () => {
+      stopping ??= (async () => {
+        server.close();
+        services.watcher.closeAll();
+        await socketServer.dispose();
+        server.closeIdleConnections();
+        const grace = new Promise((resolve) => setTimeout(resolve, options.shutdownGraceMs ?? 10_000).unref());
+        await Promise.race([Promise.all(inFlight), grace]);
+        server.closeAllConnections();
+        feeds.close();
+      })();
+      return stopping;
     },
   };
 }

@@ -107,10 +107,20 @@ const toEntry = (row: EntryRow): Entry => ({
 
 const toChange = (row: ChangeRow): EntryChange => ({ ...row, at: new Date(row.at) });
 
-/** The JSON text of a value, refused when over the size limit. */
+/** PostgreSQL's jsonb cannot hold U+0000 in a string or key. */
+function holdsNul(value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('\u0000');
+  if (Array.isArray(value)) return value.some(holdsNul);
+  if (value !== null && typeof value === 'object')
+    return Object.entries(value).some(([key, inner]) => key.includes('\u0000') || holdsNul(inner));
+  return false;
+}
+
+/** The JSON text of a value, refused when over the size limit or not storable. */
 function encodeValue(value: unknown, field: string): string {
   const text = JSON.stringify(value);
   if (text === undefined) throw badInput(field, `${field} must be a JSON value`);
+  if (text.includes('\\u0000') && holdsNul(value)) throw badInput(field, `${field} may not contain the character U+0000`);
   if (Buffer.byteLength(text) > MAX_VALUE_BYTES) throw payloadTooLarge(field, MAX_VALUE_BYTES);
   return text;
 }
@@ -433,7 +443,7 @@ export class EntriesService {
         SELECT ${CHANGE_COLUMNS} FROM changes
         WHERE tenant_id = ${tenantId} AND revision < w.watermark AND ${filter} AND ${upTo}
           AND ${positionCondition('>', options.after)}
-        ORDER BY revision, namespace, scope, key LIMIT ${options.limit}
+        ORDER BY changes.revision, changes.namespace, changes.scope, changes.key LIMIT ${options.limit}
       ) c ON true`);
     const watermark = rows[0]?.watermark ?? '0';
     return { changes: rows.filter((row) => row.revision !== null).map(toChange), watermark };
