@@ -5,6 +5,8 @@ const NAMESPACE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const SCOPE = /^[A-Za-z0-9._:/@-]{1,200}$/;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what keys may not hold
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+/** A lone UTF-16 surrogate: not a character, and PostgreSQL would store it as U+FFFD. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const IDENTIFIER = /^[A-Za-z0-9._:@-]{1,128}$/;
 
 export const GLOBAL_SCOPE = 'global';
@@ -22,7 +24,7 @@ export function checkScope(scope: string, field = 'scope'): string {
 export function checkKey(key: string, field = 'key'): string {
   // Length in characters (code points), as a client counts them.
   const length = [...key].length;
-  if (length < 1 || length > 512 || CONTROL.test(key)) {
+  if (length < 1 || length > 512 || CONTROL.test(key) || LONE_SURROGATE.test(key)) {
     throw badInput(field, `${field} must be 1 to 512 characters with no control characters`);
   }
   return key;
@@ -36,7 +38,7 @@ export function checkAgentId(id: string, field = 'id'): string {
 
 /** Free text labels (names, types, descriptions): bounded and free of control characters. */
 export function checkLabel(value: string, field: string, max = 200): string {
-  if (value.length < 1 || value.length > max || CONTROL.test(value)) {
+  if (value.length < 1 || value.length > max || CONTROL.test(value) || LONE_SURROGATE.test(value)) {
     throw badInput(field, `${field} must be 1 to ${max} characters with no control characters`);
   }
   return value;

@@ -1,7 +1,11 @@
 import { GraphQLError, Kind, parse, visit } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
+import { sqlState } from '../db/client.js';
 import { StatehouseError } from '../domain/errors.js';
 import type { Logger } from '../logger.js';
+
+/** SQLSTATEs of text or JSON the database cannot store: untranslatable character, bad escape, invalid text. */
+const UNSTORABLE_INPUT = new Set(['22P05', '22021', '22P02', '22025']);
 
 /** Request-level failures of Yoga and graphql-js: the caller's to fix, so BAD_USER_INPUT in the contract's terms. */
 const REQUEST_ERROR_CODES = new Set([undefined, 'GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'BAD_REQUEST', 'BAD_USER_INPUT']);
@@ -77,6 +81,10 @@ export function createMaskError(logger: Logger) {
       });
     }
     if (graphQLError && (!original || original instanceof GraphQLError)) return graphQLError;
+    if (UNSTORABLE_INPUT.has(sqlState(original) ?? '')) {
+      // Text PostgreSQL cannot hold (e.g. U+0000) that no specific check caught: still the caller's input.
+      return new GraphQLError('The input holds characters that cannot be stored', { ...location, extensions: { code: 'BAD_USER_INPUT' } });
+    }
     logger.error({ err: original, path: graphQLError?.path }, 'unexpected error');
     return new GraphQLError(message, { ...location, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
   };

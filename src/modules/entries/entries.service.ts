@@ -1,7 +1,7 @@
 import { type SQL, sql } from 'drizzle-orm';
 import type { AccessService, NamespaceSettings } from '../../auth/access.js';
 import { actorOf, type Principal } from '../../auth/principal.js';
-import type { DatabaseHandle } from '../../db/client.js';
+import { type DatabaseHandle, sqlState } from '../../db/client.js';
 import { decodeCursor, encodeCursor } from '../../domain/cursor.js';
 import { badInput, notFound, payloadTooLarge, versionConflict } from '../../domain/errors.js';
 import { validateValue } from '../../domain/json-schema.js';
@@ -82,6 +82,14 @@ const CHANGE_COLUMNS = sql.raw('revision::text AS revision, op, namespace, scope
 
 /** The transaction id as revision: see README, Architecture. */
 const CURRENT_REVISION = sql.raw('pg_current_xact_id()::text::bigint');
+
+/**
+ * Writers of one key take its lock before their transaction id exists, so a later writer of the
+ * key always gets a larger revision (its id is assigned only once the earlier one has committed).
+ * A row lock alone would not do: the id could be assigned before waiting for it.
+ */
+const keyLock = (tenantId: string, namespace: string, scope: string, key: string) =>
+  sql`SELECT pg_advisory_xact_lock(hashtextextended(${JSON.stringify([tenantId, namespace, scope, key])}, 0))`;
 /** Below this, every transaction has ended: changes there are final and visible in revision order. */
 const WATERMARK = sql.raw('pg_snapshot_xmin(pg_current_snapshot())::text::bigint');
 const LIVE = sql.raw('NOT deleted AND (expires_at IS NULL OR expires_at > now())');
@@ -240,7 +248,7 @@ export class EntriesService {
     const conditions: SQL[] = [sql`tenant_id = ${tenantId}`, sql`namespace = ${namespace}`, LIVE];
     if (input.scope !== null && input.scope !== undefined) conditions.push(sql`scope = ${checkScope(input.scope)}`);
     if (input.prefix !== null && input.prefix !== undefined && input.prefix !== '') {
-      if (input.prefix.length > 512) throw badInput('prefix', 'prefix must be at most 512 characters');
+      checkKey(input.prefix, 'prefix');
       const { from, to } = keyRange(input.prefix);
       conditions.push(sql`key >= ${from}`);
       if (to !== null) conditions.push(sql`key < ${to}`);
@@ -301,12 +309,16 @@ export class EntriesService {
       { namespace, scope, key },
       expected,
       {
-        inserted: sql`statehouse_merge_patch(${base}::jsonb, ${patch}::jsonb)`,
-        updated: sql`CASE WHEN e.deleted OR e.expires_at <= now() THEN excluded.value ELSE statehouse_merge_patch(e.value, ${patch}::jsonb) END`,
+        inserted: sql`statehouse_limit_size(statehouse_merge_patch(${base}::jsonb, ${patch}::jsonb), ${MAX_VALUE_BYTES})`,
+        updated: sql`CASE WHEN e.deleted OR e.expires_at <= now() THEN excluded.value
+                          ELSE statehouse_limit_size(statehouse_merge_patch(e.value, ${patch}::jsonb), ${MAX_VALUE_BYTES}) END`,
         expiresAt: this.expiry(null, settings),
       },
       settings,
-    );
+    ).catch((error: unknown) => {
+      if (sqlState(error) === 'SH413') throw payloadTooLarge('patch', MAX_VALUE_BYTES);
+      throw error;
+    });
   }
 
   async increment(principal: Principal, input: EntryAddress & { by?: number | null }): Promise<Entry> {
@@ -353,13 +365,14 @@ export class EntriesService {
     const expectedCheck =
       expected === null ? sql`true` : sql`(CASE WHEN e.deleted OR e.expires_at <= now() THEN 0 ELSE e.version END) = ${expected}`;
     const query = sql`
-      WITH prev AS (
+      WITH locked AS (${keyLock(tenantId, namespace, scope, key)}),
+      prev AS (
         SELECT version, deleted OR coalesce(expires_at <= now(), false) AS gone, value
         FROM entries WHERE tenant_id = ${tenantId} AND namespace = ${namespace} AND scope = ${scope} AND key = ${key}
       ), up AS (
         INSERT INTO entries AS e (tenant_id, namespace, scope, key, value, version, revision, deleted, created_at, updated_at, updated_by, expires_at)
         SELECT ${tenantId}, ${namespace}, ${scope}, ${key}, ${value.inserted}, 1, ${CURRENT_REVISION}, false, now(), now(), ${actor}, ${value.expiresAt}
-        WHERE ${expected === null || expected === 0 ? sql`true` : sql`EXISTS (SELECT 1 FROM prev)`}
+        FROM locked WHERE ${expected === null || expected === 0 ? sql`true` : sql`EXISTS (SELECT 1 FROM prev)`}
         ON CONFLICT (tenant_id, namespace, scope, key) DO UPDATE SET
           value = ${value.updated},
           version = e.version + 1,
@@ -403,9 +416,11 @@ export class EntriesService {
     const { tenantId } = principal;
     await this.settings(tenantId, namespace);
     const [row] = await this.database.rows<{ revision: string | null; current_version: number | null }>(sql`
-      WITH up AS (
+      WITH locked AS (${keyLock(tenantId, namespace, scope, key)}),
+      up AS (
         UPDATE entries e SET deleted = true, value = NULL, version = e.version + 1, revision = ${CURRENT_REVISION},
                updated_at = now(), updated_by = ${actorOf(principal)}, expires_at = NULL
+        FROM locked
         WHERE tenant_id = ${tenantId} AND namespace = ${namespace} AND scope = ${scope} AND key = ${key}
           AND NOT e.deleted AND (e.expires_at IS NULL OR e.expires_at > now())
           ${expected === null ? sql.empty() : sql`AND e.version = ${expected}`}
