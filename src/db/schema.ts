@@ -144,7 +144,9 @@ export const entries = pgTable(
   },
   (t) => [
     primaryKey({ name: 'entries_pk', columns: [t.tenantId, t.namespace, t.scope, t.key] }),
-    index('entries_expiry_idx').on(t.expiresAt).where(sql`${t.expiresAt} IS NOT NULL AND NOT ${t.deleted}`),
+    index('entries_expiry_idx')
+      .on(t.expiresAt)
+      .where(sql`${t.expiresAt} IS NOT NULL AND NOT ${t.deleted}`),
     foreignKey({
       name: 'entries_namespace_fk',
       columns: [t.tenantId, t.namespace],

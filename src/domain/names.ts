@@ -3,7 +3,6 @@ import { badInput } from './errors.js';
 /** The naming rules of the API contract (§5); each failure names the offending field. */
 const NAMESPACE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const SCOPE = /^[A-Za-z0-9._:/@-]{1,200}$/;
-// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what keys may not hold
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 /** A lone UTF-16 surrogate: not a character, and PostgreSQL would store it as U+FFFD. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
