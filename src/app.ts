@@ -6,7 +6,7 @@ import { createYoga, useReadinessCheck } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import { AccessService } from './auth/access.js';
 import { Authenticator } from './auth/authenticator.js';
-import { bearerToken } from './auth/tokens.js';
+import { authorizationOf, bearerToken } from './auth/tokens.js';
 import { type Context, createContext, type Services } from './context.js';
 import type { DatabaseHandle } from './db/client.js';
 import { EventBus } from './events/bus.js';
@@ -78,7 +78,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
     maskedErrors: { maskError: createMaskError(logger) },
     graphiql: {
       title: 'Statehouse',
-      subscriptionsProtocol: 'WS',
+      // SSE carries the Authorization header set in GraphiQL's Headers tab; a socket would not.
+      subscriptionsProtocol: 'SSE',
       defaultQuery:
         '# Set the header {"Authorization": "Bearer <token>"} below, then:\n{\n  viewer {\n    tenant\n    role\n    namespaces { namespace permission }\n  }\n}\n',
     },
@@ -103,12 +104,12 @@ export async function buildApp(options: AppOptions): Promise<App> {
       subscribe: (args) => (args.rootValue as { subscribe: (a: ExecutionArgs) => unknown }).subscribe(args) as never,
       // A token that is given but bad closes the socket with 4403.
       onConnect: async ({ connectionParams }) => {
-        const token = bearerToken(connectionParams?.authorization);
+        const token = bearerToken(authorizationOf(connectionParams));
         if (token === undefined) return true;
         return (await services.authenticator.authenticate(token)) !== null;
       },
       onSubscribe: async (ctx, _id, payload) => {
-        if (bearerToken(ctx.connectionParams?.authorization) === undefined) {
+        if (bearerToken(authorizationOf(ctx.connectionParams)) === undefined) {
           ctx.extra.socket.close(4401, 'Unauthorized');
           return [new GraphQLError('Unauthorized')];
         }

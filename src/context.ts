@@ -2,7 +2,7 @@ import DataLoader from 'dataloader';
 import type { AccessService } from './auth/access.js';
 import type { Authenticator } from './auth/authenticator.js';
 import type { Principal } from './auth/principal.js';
-import { bearerToken } from './auth/tokens.js';
+import { authorizationOf, bearerToken } from './auth/tokens.js';
 import type { Agent, AgentsService } from './modules/agents/agents.service.js';
 import type { EntriesService } from './modules/entries/entries.service.js';
 import type { EntryWatcher } from './modules/entries/entries.watch.js';
@@ -63,7 +63,9 @@ export async function createContext(
   services: Services,
   source: { request?: Request; connectionParams?: Record<string, unknown> },
 ): Promise<Context> {
-  const header = source.connectionParams?.authorization ?? source.request?.headers.get('authorization') ?? undefined;
+  const header = source.connectionParams
+    ? authorizationOf(source.connectionParams)
+    : (source.request?.headers.get('authorization') ?? undefined);
   const token = bearerToken(header);
   const principal = token === undefined ? null : await services.authenticator.authenticate(token);
   return {

@@ -32,4 +32,19 @@ describe('walkthrough', () => {
     });
     expect(ADMIN_TOKEN).toBeTruthy();
   });
+
+  it('accepts the token as Authorization in connectionParams, the way headers are usually written', async () => {
+    const reader = await gw.createToken('capitalised', 'READER');
+    const { setEntry } = await gw.ok(
+      ADMIN_TOKEN,
+      'mutation { setEntry(input: { namespace: "common", key: "cap", value: 1 }) { revision } }',
+    );
+    const client = gw.ws(null, { connectionParams: { Authorization: `Bearer ${reader.token}` } });
+    const sub = subscribe(
+      client,
+      `subscription { entryChanged(namespace: "common", afterRevision: "${BigInt(setEntry.revision) - 1n}") { key } }`,
+    );
+    const [event] = await sub.waitFor(1);
+    expect(event?.data?.entryChanged).toEqual({ key: 'cap' });
+  });
 });

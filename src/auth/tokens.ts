@@ -15,3 +15,8 @@ export function bearerToken(authorization: unknown): string | undefined {
   const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
   return match?.[1] ?? (authorization.trim() === '' ? undefined : '');
 }
+
+/** The authorization value of a socket's connectionParams (`authorization`, or `Authorization` as headers are often written). */
+export function authorizationOf(connectionParams: Record<string, unknown> | undefined): unknown {
+  return connectionParams?.authorization ?? connectionParams?.Authorization;
+}
