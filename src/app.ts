@@ -15,6 +15,7 @@ import { createMaskError, useRequestErrorCodes } from './graphql/errors.js';
 import { schema } from './graphql/schema.js';
 import type { Logger } from './logger.js';
 import { AgentsService } from './modules/agents/agents.service.js';
+import { CommitService } from './modules/entries/entries.commit.js';
 import { EntriesService, type EntryChange } from './modules/entries/entries.service.js';
 import { EntryWatcher } from './modules/entries/entries.watch.js';
 import { NamespacesService } from './modules/namespaces/namespaces.service.js';
@@ -51,6 +52,7 @@ function createServices(database: DatabaseHandle, bus: EventBus, logger: Logger,
     authenticator: new Authenticator(database, bus),
     access,
     entries,
+    commits: new CommitService(database, access, bus),
     watcher: new EntryWatcher(entries, access, feeds, bus),
     namespaces: new NamespacesService(database, access, bus),
     agents: new AgentsService(database, bus, activeWindowSeconds),

@@ -4,6 +4,7 @@ import type { Authenticator } from './auth/authenticator.js';
 import type { Principal } from './auth/principal.js';
 import { authorizationOf, bearerToken } from './auth/tokens.js';
 import type { Agent, AgentsService } from './modules/agents/agents.service.js';
+import type { CommitService } from './modules/entries/entries.commit.js';
 import type { EntriesService } from './modules/entries/entries.service.js';
 import type { EntryWatcher } from './modules/entries/entries.watch.js';
 import type { AccessGrant, NamespacesService } from './modules/namespaces/namespaces.service.js';
@@ -14,6 +15,7 @@ export interface Services {
   authenticator: Authenticator;
   access: AccessService;
   entries: EntriesService;
+  commits: CommitService;
   watcher: EntryWatcher;
   namespaces: NamespacesService;
   agents: AgentsService;

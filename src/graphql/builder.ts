@@ -15,6 +15,9 @@ export interface PothosTypes {
     bootstrap: boolean;
     namespaceRead: string;
     namespaceWrite: string;
+    /** Every one of these namespaces (a commit's). */
+    namespacesRead: readonly string[];
+    namespacesWrite: readonly string[];
   };
   AuthContexts: {
     authenticated: Context & { principal: Principal };
@@ -59,6 +62,8 @@ export const builder = new SchemaBuilder<PothosTypes>({
       bootstrap: context.principal?.bootstrap === true,
       namespaceRead: (name) => namespaceScope(context, name, 'READ'),
       namespaceWrite: (name) => namespaceScope(context, name, 'WRITE'),
+      namespacesRead: async (names) => (await Promise.all(names.map((name) => namespaceScope(context, name, 'READ')))).every(Boolean),
+      namespacesWrite: async (names) => (await Promise.all(names.map((name) => namespaceScope(context, name, 'WRITE')))).every(Boolean),
     }),
   },
 });

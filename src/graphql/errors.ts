@@ -85,7 +85,11 @@ export function createMaskError(logger: Logger) {
       // Text PostgreSQL cannot hold (e.g. U+0000) that no specific check caught: still the caller's input.
       return new GraphQLError('The input holds characters that cannot be stored', { ...location, extensions: { code: 'BAD_USER_INPUT' } });
     }
-    logger.error({ err: original, path: graphQLError?.path }, 'unexpected error');
+    // The cause carries the database's own message (drizzle wraps it); logged, never sent.
+    logger.error(
+      { err: original, cause: original instanceof Error ? original.cause : undefined, path: graphQLError?.path },
+      'unexpected error',
+    );
     return new GraphQLError(message, { ...location, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
   };
 }

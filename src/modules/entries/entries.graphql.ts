@@ -1,6 +1,7 @@
 import { checkKey, checkNamespace, checkScope } from '../../domain/names.js';
 import { builder } from '../../graphql/builder.js';
 import { principalOf } from '../../graphql/principal.js';
+import { CommitService, type CommitResult as CommitResultShape } from './entries.commit.js';
 import type { Entry, EntryChange, Page } from './entries.service.js';
 import type { WatchEvent } from './entries.watch.js';
 
@@ -97,6 +98,39 @@ const DeleteEntryInput = builder.inputType('DeleteEntryInput', {
   }),
 });
 
+const ConditionInput = builder.inputType('ConditionInput', {
+  fields: (t) => ({
+    namespace: t.string({ required: true }),
+    key: t.string({ required: true }),
+    scope: t.string({ defaultValue: 'global' }),
+    version: t.int({ required: true, description: '0: the entry must not exist' }),
+  }),
+});
+
+const OperationInput = builder.inputType('OperationInput', {
+  description: 'Exactly one of its fields',
+  fields: (t) => ({
+    set: t.field({ type: SetEntryInput }),
+    patch: t.field({ type: PatchEntryInput }),
+    increment: t.field({ type: IncrementEntryInput }),
+    delete: t.field({ type: DeleteEntryInput }),
+  }),
+});
+
+const CommitInput = builder.inputType('CommitInput', {
+  fields: (t) => ({
+    conditions: t.field({ type: [ConditionInput] }),
+    operations: t.field({ type: [OperationInput], required: true }),
+  }),
+});
+
+const CommitResult = builder.objectRef<CommitResultShape>('CommitResult').implement({
+  fields: (t) => ({
+    revision: t.expose('revision', { type: 'Revision', description: 'Shared by all changes of the commit' }),
+    entries: t.expose('entries', { type: [EntryRef], description: 'The entries as written, in operation order (deletes left out)' }),
+  }),
+});
+
 builder.queryFields((t) => ({
   entry: t.field({
     type: EntryRef,
@@ -184,6 +218,19 @@ builder.mutationFields((t) => ({
     args: { input: t.arg({ type: DeleteEntryInput, required: true }) },
     authScopes: (_root, args) => ({ namespaceWrite: args.input.namespace }),
     resolve: (_root, { input }, context) => context.services.entries.delete(principalOf(context), input),
+  }),
+}));
+
+builder.mutationFields((t) => ({
+  commit: t.field({
+    type: CommitResult,
+    description: 'Conditions checked and operations applied in one transaction: all or nothing, one revision',
+    args: { input: t.arg({ type: CommitInput, required: true }) },
+    authScopes: (_root, { input }) => {
+      const { writes, reads } = CommitService.namespacesOf(input);
+      return { $all: { authenticated: true, namespacesWrite: writes, namespacesRead: reads } };
+    },
+    resolve: (_root, { input }, context) => context.services.commits.commit(principalOf(context), input),
   }),
 }));
 

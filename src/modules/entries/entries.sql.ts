@@ -1,0 +1,116 @@
+import { type SQL, sql } from 'drizzle-orm';
+import { badInput, payloadTooLarge } from '../../domain/errors.js';
+import type { LogPosition } from '../../events/change-feed.js';
+import type { ChangeOp, Entry, EntryChange } from './entries.service.js';
+
+/** SQL fragments, row shapes and value encoding shared by the entry services. */
+export const MAX_VALUE_BYTES = 1_048_576;
+export const MAX_TTL_SECONDS = 10 * 365 * 24 * 3600;
+
+export interface EntryRow {
+  namespace: string;
+  scope: string;
+  key: string;
+  value: unknown;
+  version: number;
+  revision: string;
+  created_at: string;
+  updated_at: string;
+  updated_by: string | null;
+  expires_at: string | null;
+}
+
+export interface ChangeRow {
+  revision: string;
+  op: ChangeOp;
+  namespace: string;
+  scope: string;
+  key: string;
+  version: number;
+  value: unknown;
+  at: string;
+  actor: string | null;
+}
+
+export const ENTRY_COLUMNS = sql.raw(
+  'namespace, scope, key, value, version, revision::text AS revision, created_at, updated_at, updated_by, expires_at',
+);
+export const CHANGE_COLUMNS = sql.raw('revision::text AS revision, op, namespace, scope, key, version, value, at, actor');
+
+/** The transaction id as revision: see README, Architecture. */
+export const CURRENT_REVISION = sql.raw('pg_current_xact_id()::text::bigint');
+
+/**
+ * Writers of one key take its lock before their transaction id exists, so a later writer of the
+ * key always gets a larger revision (its id is assigned only once the earlier one has committed).
+ * A row lock alone would not do: the id could be assigned before waiting for it.
+ */
+export const keyLock = (tenantId: string, namespace: string, scope: string, key: string) =>
+  sql`SELECT pg_advisory_xact_lock(hashtextextended(${lockName(tenantId, namespace, scope, key)}, 0))`;
+
+/** The text a key's lock is named by; the sweeper builds the same in SQL (`KEY_LOCK_NAME`). */
+export const lockName = (tenantId: string, namespace: string, scope: string, key: string) =>
+  [tenantId, namespace, scope, key].join('\u001f');
+export const KEY_LOCK_NAME = sql.raw(`concat_ws(chr(31), tenant_id, namespace, scope, key)`);
+
+/** Below this, every transaction has ended: changes there are final and visible in revision order. */
+export const WATERMARK = sql.raw('pg_snapshot_xmin(pg_current_snapshot())::text::bigint');
+export const LIVE = sql.raw('NOT deleted AND (expires_at IS NULL OR expires_at > now())');
+
+export function positionCondition(operator: '>' | '<=', position: LogPosition): SQL {
+  const op = sql.raw(operator);
+  if (position.namespace === undefined) return sql`revision ${op} ${position.revision}::bigint`;
+  return sql`(revision, namespace, scope, key) ${op} (${position.revision}::bigint, ${position.namespace}, ${position.scope}, ${position.key})`;
+}
+
+export const toEntry = (row: EntryRow): Entry => ({
+  namespace: row.namespace,
+  scope: row.scope,
+  key: row.key,
+  value: row.value,
+  version: row.version,
+  revision: row.revision,
+  createdAt: new Date(row.created_at),
+  updatedAt: new Date(row.updated_at),
+  updatedBy: row.updated_by,
+  expiresAt: row.expires_at === null ? null : new Date(row.expires_at),
+});
+
+export const toChange = (row: ChangeRow): EntryChange => ({ ...row, at: new Date(row.at) });
+
+/** PostgreSQL's jsonb cannot hold U+0000 in a string or key. */
+function holdsNul(value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('\u0000');
+  if (Array.isArray(value)) return value.some(holdsNul);
+  if (value !== null && typeof value === 'object')
+    return Object.entries(value).some(([key, inner]) => key.includes('\u0000') || holdsNul(inner));
+  return false;
+}
+
+/** The JSON text of a value, refused when over the size limit or not storable. */
+export function encodeValue(value: unknown, field: string): string {
+  const text = JSON.stringify(value);
+  if (text === undefined) throw badInput(field, `${field} must be a JSON value`);
+  if (text.includes('\\u0000') && holdsNul(value)) throw badInput(field, `${field} may not contain the character U+0000`);
+  if (Buffer.byteLength(text) > MAX_VALUE_BYTES) throw payloadTooLarge(field, MAX_VALUE_BYTES);
+  return text;
+}
+
+export function keyRange(prefix: string): { from: string; to: string | null } {
+  // In byte order (collation "C"), the keys that start with `prefix` lie in [prefix, successor).
+  const codePoints = [...prefix].map((c) => c.codePointAt(0) ?? 0);
+  while (codePoints.length > 0) {
+    const last = codePoints.pop() ?? 0;
+    if (last < 0x10ffff) {
+      let next = last + 1;
+      if (next >= 0xd800 && next <= 0xdfff) next = 0xe000;
+      return { from: prefix, to: String.fromCodePoint(...codePoints, next) };
+    }
+  }
+  return { from: prefix, to: null };
+}
+
+/**
+ * Entries and their change log. Every write is one SQL statement (one round trip, one
+ * transaction) that checks the version, writes the entry and appends its change.
+ */
