@@ -16,6 +16,7 @@ import { schema } from './graphql/schema.js';
 import type { Logger } from './logger.js';
 import { AgentsService } from './modules/agents/agents.service.js';
 import { CommitService } from './modules/entries/entries.commit.js';
+import { EntryMaintenance, type MaintenanceOptions } from './modules/entries/entries.maintenance.js';
 import { EntriesService, type EntryChange } from './modules/entries/entries.service.js';
 import { EntryWatcher } from './modules/entries/entries.watch.js';
 import { NamespacesService } from './modules/namespaces/namespaces.service.js';
@@ -27,6 +28,8 @@ export interface AppOptions {
   activeWindowSeconds?: number;
   /** How long `stop` waits for in-flight requests before closing connections anyway. */
   shutdownGraceMs?: number;
+  /** Background jobs (TTL sweeper, history compaction); false turns them off. */
+  maintenance?: MaintenanceOptions | false;
 }
 
 export interface App {
@@ -66,6 +69,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
   const { database, logger } = options;
   const bus = new EventBus(database.broadcast, logger);
   const { services, feeds } = createServices(database, bus, logger, options.activeWindowSeconds ?? 300);
+  const maintenance = new EntryMaintenance(database, bus, logger);
+  if (options.maintenance !== false) maintenance.start(options.maintenance);
   await database.listen?.(
     (payload) => bus.receive(payload),
     () => feeds.wakeAll(),
@@ -165,6 +170,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
         await Promise.race([Promise.all(inFlight), grace]);
         server.closeAllConnections();
         feeds.close();
+        await maintenance.stop();
       })();
       return stopping;
     },

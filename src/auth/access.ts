@@ -16,6 +16,8 @@ export interface NamespaceSettings {
   defaultValue: unknown;
   defaultTtlSeconds: number | null;
   historyLimit: number | null;
+  /** Replaying from before this revision is REVISION_COMPACTED (history compaction removed changes). */
+  compactedRevision: string | null;
   createdAt: Date;
 }
 
@@ -84,8 +86,9 @@ export class AccessService {
         default_value: unknown;
         default_ttl_seconds: number | null;
         history_limit: number | null;
+        compacted: string | null;
         created_at: string | Date;
-      }>(sql`SELECT * FROM namespaces WHERE tenant_id = ${tenantId} ORDER BY name`);
+      }>(sql`SELECT *, compacted_revision::text AS compacted FROM namespaces WHERE tenant_id = ${tenantId} ORDER BY name`);
       return new Map(
         rows.map((row) => [
           row.name,
@@ -98,6 +101,7 @@ export class AccessService {
             defaultValue: row.default_value,
             defaultTtlSeconds: row.default_ttl_seconds,
             historyLimit: row.history_limit,
+            compactedRevision: row.compacted,
             createdAt: new Date(row.created_at),
           },
         ]),

@@ -94,6 +94,8 @@ export const namespaces = pgTable(
     defaultValue: jsonb('default_value'),
     defaultTtlSeconds: integer('default_ttl_seconds'),
     historyLimit: integer('history_limit'),
+    /** The newest revision whose changes compaction may have removed: resuming from before it is REVISION_COMPACTED. */
+    compactedRevision: bigint('compacted_revision', { mode: 'bigint' }),
     createdAt: createdAt('created_at'),
   },
   (t) => [primaryKey({ name: 'namespaces_pk', columns: [t.tenantId, t.name] })],

@@ -40,3 +40,6 @@ export const versionConflict = (currentVersion: number) =>
 
 export const payloadTooLarge = (field: string, limit: number) =>
   new StatehouseError('PAYLOAD_TOO_LARGE', `${field} is larger than ${limit} bytes`, { field, limit });
+
+export const revisionCompacted = (oldestRevision: string) =>
+  new StatehouseError('REVISION_COMPACTED', `History before revision ${oldestRevision} was compacted`, { oldestRevision });

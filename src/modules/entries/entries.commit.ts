@@ -108,9 +108,9 @@ export class CommitService {
             AS i(namespace, scope, key, value, deleted, ttl)
         ), up AS (
           INSERT INTO entries AS e (tenant_id, namespace, scope, key, value, version, revision, deleted, created_at, updated_at, updated_by, expires_at)
-          SELECT ${tenantId}, namespace, scope, key, value, 1, ${CURRENT_REVISION}, deleted, now(), now(), ${actorOf(principal)},
+          SELECT ${tenantId}, namespace, scope, key, value, 1, ${CURRENT_REVISION}, deleted, clock.at, clock.at, ${actorOf(principal)},
                  CASE WHEN ttl IS NULL THEN NULL ELSE now() + make_interval(secs => ttl) END
-          FROM input
+          FROM input, (SELECT clock_timestamp() AS at) AS clock
           ON CONFLICT (tenant_id, namespace, scope, key) DO UPDATE SET
             value = excluded.value,
             version = e.version + 1,

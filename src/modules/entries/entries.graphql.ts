@@ -2,7 +2,7 @@ import { checkKey, checkNamespace, checkScope } from '../../domain/names.js';
 import { builder } from '../../graphql/builder.js';
 import { principalOf } from '../../graphql/principal.js';
 import { CommitService, type CommitResult as CommitResultShape } from './entries.commit.js';
-import type { Entry, EntryChange, Page } from './entries.service.js';
+import type { Entry, EntryChange, EntryVersion, Page } from './entries.service.js';
 import type { WatchEvent } from './entries.watch.js';
 
 const ChangeOp = builder.enumType('ChangeOp', { values: ['SET', 'DELETE', 'EXPIRE'] as const });
@@ -32,6 +32,17 @@ export const EntryChangeRef = builder.objectRef<EntryChange>('EntryChange').impl
     scope: t.exposeString('scope'),
     key: t.exposeString('key'),
     version: t.exposeInt('version'),
+    value: t.expose('value', { type: 'JSON', nullable: true }),
+    at: t.expose('at', { type: 'DateTime' }),
+    actor: t.exposeString('actor', { nullable: true }),
+  }),
+});
+
+const EntryVersionRef = builder.objectRef<EntryVersion>('EntryVersion').implement({
+  fields: (t) => ({
+    version: t.exposeInt('version'),
+    revision: t.expose('revision', { type: 'Revision' }),
+    op: t.expose('op', { type: ChangeOp }),
     value: t.expose('value', { type: 'JSON', nullable: true }),
     at: t.expose('at', { type: 'DateTime' }),
     actor: t.exposeString('actor', { nullable: true }),
@@ -89,6 +100,15 @@ const IncrementEntryInput = builder.inputType('IncrementEntryInput', {
   }),
 });
 
+const RestoreEntryInput = builder.inputType('RestoreEntryInput', {
+  fields: (t) => ({
+    namespace: t.string({ required: true }),
+    key: t.string({ required: true }),
+    scope: t.string({ defaultValue: 'global' }),
+    version: t.int({ required: true, description: 'The version whose value becomes the new version' }),
+  }),
+});
+
 const DeleteEntryInput = builder.inputType('DeleteEntryInput', {
   fields: (t) => ({
     namespace: t.string({ required: true }),
@@ -135,11 +155,14 @@ builder.queryFields((t) => ({
   entry: t.field({
     type: EntryRef,
     nullable: true,
-    description: 'The live value; null when absent (a namespace defaultValue answers with version 0)',
+    description:
+      'The live value, or with atRevision / asOf the value as it was then; null when absent (a namespace defaultValue answers with version 0)',
     args: {
       namespace: t.arg.string({ required: true }),
       key: t.arg.string({ required: true }),
       scope: t.arg.string({ defaultValue: 'global' }),
+      atRevision: t.arg({ type: 'Revision' }),
+      asOf: t.arg({ type: 'DateTime' }),
     },
     authScopes: (_root, args) => ({ namespaceRead: args.namespace }),
     resolve: (_root, args, context) => context.services.entries.get(principalOf(context).tenantId, args),
@@ -157,6 +180,18 @@ builder.queryFields((t) => ({
     },
     authScopes: (_root, args) => ({ namespaceRead: args.namespace }),
     resolve: (_root, args, context) => context.services.entries.list(principalOf(context).tenantId, args),
+  }),
+  entryHistory: t.field({
+    type: [EntryVersionRef],
+    description: 'Every version, newest first: sets, deletes and expiries',
+    args: {
+      namespace: t.arg.string({ required: true }),
+      key: t.arg.string({ required: true }),
+      scope: t.arg.string({ defaultValue: 'global' }),
+      first: t.arg.int({ defaultValue: 50 }),
+    },
+    authScopes: (_root, args) => ({ namespaceRead: args.namespace }),
+    resolve: (_root, args, context) => context.services.entries.history(principalOf(context).tenantId, args),
   }),
   resolveEntry: t.field({
     type: EntryRef,
@@ -213,6 +248,13 @@ builder.mutationFields((t) => ({
     authScopes: (_root, args) => ({ namespaceWrite: args.input.namespace }),
     resolve: (_root, { input }, context) => context.services.entries.increment(principalOf(context), input),
   }),
+  restoreEntry: t.field({
+    type: EntryRef,
+    description: "Writes an old version's value as a new version",
+    args: { input: t.arg({ type: RestoreEntryInput, required: true }) },
+    authScopes: (_root, args) => ({ namespaceWrite: args.input.namespace }),
+    resolve: (_root, { input }, context) => context.services.entries.restore(principalOf(context), input),
+  }),
   deleteEntry: t.boolean({
     description: 'false when there was nothing to delete',
     args: { input: t.arg({ type: DeleteEntryInput, required: true }) },
@@ -246,11 +288,16 @@ builder.subscriptionFields((t) => ({
       afterRevision: t.arg({ type: 'Revision' }),
     },
     authScopes: (_root, args) => (args.namespace ? { namespaceRead: args.namespace } : { authenticated: true }),
-    subscribe: (_root, args, context) => {
+    subscribe: async (_root, args, context) => {
+      const principal = principalOf(context);
       if (args.namespace) checkNamespace(args.namespace);
       if (args.scope) checkScope(args.scope);
       if (args.keyPrefix) checkKey(args.keyPrefix, 'keyPrefix');
-      return context.services.watcher.watch(principalOf(context), args, context.reauthenticate);
+      if (args.afterRevision) {
+        const namespaces = args.namespace ? [args.namespace] : null;
+        await context.services.entries.checkResumeRevision(principal.tenantId, args.afterRevision, 'afterRevision', namespaces);
+      }
+      return context.services.watcher.watch(principal, args, context.reauthenticate);
     },
     resolve: (event: WatchEvent) => {
       if ('end' in event) throw event.end;

@@ -3,7 +3,7 @@ import type { AccessService, NamespaceSettings } from '../../auth/access.js';
 import { actorOf, type Principal } from '../../auth/principal.js';
 import { type DatabaseHandle, sqlState } from '../../db/client.js';
 import { decodeCursor, encodeCursor } from '../../domain/cursor.js';
-import { badInput, notFound, payloadTooLarge, versionConflict } from '../../domain/errors.js';
+import { badInput, notFound, payloadTooLarge, revisionCompacted, versionConflict } from '../../domain/errors.js';
 import { validateValue } from '../../domain/json-schema.js';
 import { checkFirst, checkKey, checkNamespace, checkScope, GLOBAL_SCOPE } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
@@ -48,6 +48,15 @@ export interface EntryChange {
   scope: string;
   key: string;
   version: number;
+  value: unknown;
+  at: Date;
+  actor: string | null;
+}
+
+export interface EntryVersion {
+  version: number;
+  revision: string;
+  op: ChangeOp;
   value: unknown;
   at: Date;
   actor: string | null;
@@ -103,14 +112,125 @@ export class EntriesService {
     return expectedVersion;
   }
 
-  async get(tenantId: string, input: EntryAddress): Promise<Entry | null> {
+  async get(tenantId: string, input: EntryAddress & { atRevision?: string | null; asOf?: Date | null }): Promise<Entry | null> {
     const { namespace, key, scope } = this.address(input);
     const settings = await this.settings(tenantId, namespace);
+    if (input.atRevision !== null && input.atRevision !== undefined && input.asOf) {
+      throw badInput('asOf', 'Give atRevision or asOf, not both');
+    }
+    if ((input.atRevision !== null && input.atRevision !== undefined) || input.asOf) {
+      return this.getAt(tenantId, { namespace, scope, key }, settings, input.atRevision ?? null, input.asOf ?? null);
+    }
     const [row] = await this.database.rows<EntryRow>(sql`
       SELECT ${ENTRY_COLUMNS} FROM entries
       WHERE tenant_id = ${tenantId} AND namespace = ${namespace} AND scope = ${scope} AND key = ${key} AND ${LIVE}`);
     if (row) return toEntry(row);
     return this.defaultEntry(settings, scope, key);
+  }
+
+  /**
+   * The entry as it was at a revision or a time, from the change log: its newest change at or before
+   * then. REVISION_COMPACTED when older versions were compacted away and that moment is among them.
+   */
+  private async getAt(
+    tenantId: string,
+    at: { namespace: string; scope: string; key: string },
+    settings: NamespaceSettings,
+    atRevision: string | null,
+    asOf: Date | null,
+  ): Promise<Entry | null> {
+    const { namespace, scope, key } = at;
+    const sameKey = sql`tenant_id = ${tenantId} AND namespace = ${namespace} AND scope = ${scope} AND key = ${key}`;
+    const when = atRevision !== null ? sql`revision <= ${atRevision}::bigint` : sql`at <= ${asOf?.toISOString()}::timestamptz`;
+    const [row] = await this.database.rows<
+      ChangeRow & { created_at: string | null; oldest_version: number | null; oldest_revision: string | null; next_revision: string }
+    >(sql`
+      WITH hit AS (
+        SELECT * FROM changes WHERE ${sameKey} AND ${when} ORDER BY version DESC LIMIT 1
+      ), oldest AS (
+        SELECT version, revision FROM changes WHERE ${sameKey} ORDER BY version LIMIT 1
+      )
+      SELECT hit.revision::text AS revision, hit.op, hit.version, hit.value, hit.at, hit.actor,
+             (SELECT min(c.at) FROM changes c WHERE ${sameKey} AND c.version <= hit.version
+                AND c.version > coalesce((SELECT max(d.version) FROM changes d
+                                          WHERE ${sameKey} AND d.op <> 'SET' AND d.version < hit.version), 0)) AS created_at,
+             (SELECT version FROM oldest) AS oldest_version, (SELECT revision::text FROM oldest) AS oldest_revision,
+             pg_snapshot_xmax(pg_current_snapshot())::text AS next_revision
+      FROM (SELECT 1) AS one LEFT JOIN hit ON true`);
+    if (atRevision !== null && BigInt(atRevision) >= BigInt(row?.next_revision ?? '0')) {
+      throw badInput('atRevision', 'atRevision is in the future');
+    }
+    if (!row?.op) {
+      if (row?.oldest_version && row.oldest_version > 1) throw revisionCompacted(row.oldest_revision ?? '0');
+      return this.defaultEntry(settings, scope, key);
+    }
+    if (row.op !== 'SET') return this.defaultEntry(settings, scope, key);
+    return {
+      namespace,
+      scope,
+      key,
+      value: row.value,
+      version: row.version,
+      revision: row.revision,
+      createdAt: new Date(row.created_at ?? row.at),
+      updatedAt: new Date(row.at),
+      updatedBy: row.actor,
+      expiresAt: null,
+    };
+  }
+
+  /** Every version of an entry, newest first: sets, deletes and expiries. */
+  async history(tenantId: string, input: EntryAddress & { first?: number | null }): Promise<EntryVersion[]> {
+    const { namespace, key, scope } = this.address(input);
+    const first = checkFirst(input.first ?? 50);
+    await this.settings(tenantId, namespace);
+    const rows = await this.database.rows<ChangeRow>(sql`
+      SELECT ${CHANGE_COLUMNS} FROM changes
+      WHERE tenant_id = ${tenantId} AND namespace = ${namespace} AND scope = ${scope} AND key = ${key}
+      ORDER BY version DESC LIMIT ${first}`);
+    return rows.map(toChange);
+  }
+
+  /** Writes an old version's value as a new version. */
+  async restore(principal: Principal, input: EntryAddress & { version: number }): Promise<Entry> {
+    const { namespace, key, scope } = this.address(input);
+    if (!Number.isInteger(input.version) || input.version < 1) throw badInput('version', 'version must be 1 or more');
+    await this.settings(principal.tenantId, namespace);
+    const sameKey = sql`tenant_id = ${principal.tenantId} AND namespace = ${namespace} AND scope = ${scope} AND key = ${key}`;
+    const [row] = await this.database.rows<{
+      op: ChangeOp | null;
+      value: unknown;
+      oldest_version: number | null;
+      oldest_revision: string | null;
+    }>(sql`
+      SELECT hit.op, hit.value, (SELECT min(version) FROM changes WHERE ${sameKey}) AS oldest_version,
+             (SELECT min(revision)::text FROM changes WHERE ${sameKey}) AS oldest_revision
+      FROM (SELECT 1) AS one LEFT JOIN (SELECT op, value FROM changes WHERE ${sameKey} AND version = ${input.version}) AS hit ON true`);
+    if (!row?.op) {
+      if (row?.oldest_version && input.version < row.oldest_version) throw revisionCompacted(row.oldest_revision ?? '0');
+      throw badInput('version', `${key} has no version ${input.version}`);
+    }
+    if (row.op !== 'SET') throw badInput('version', `Version ${input.version} of ${key} is a deletion, not a value`);
+    return this.set(principal, { namespace, scope, key, value: row.value });
+  }
+
+  /**
+   * Checks a revision a client resumes from: a decimal string (the scalar saw to that), not in the
+   * future, and not before changes that history compaction removed from `namespaces` (null: all).
+   */
+  async checkResumeRevision(tenantId: string, revision: string, field: string, namespaces: readonly string[] | null): Promise<void> {
+    const [row] = await this.database.rows<{ next_revision: string }>(sql`
+      SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS next_revision`);
+    if (BigInt(revision) >= BigInt(row?.next_revision ?? '0')) throw badInput(field, `${field} is in the future`);
+    const settings = await this.access.namespaces(tenantId);
+    let compacted: bigint | null = null;
+    for (const [name, namespace] of settings) {
+      if (namespaces !== null && !namespaces.includes(name)) continue;
+      if (namespace.compactedRevision !== null && (compacted === null || BigInt(namespace.compactedRevision) > compacted)) {
+        compacted = BigInt(namespace.compactedRevision);
+      }
+    }
+    if (compacted !== null && BigInt(revision) < compacted) throw revisionCompacted(String(compacted));
   }
 
   /** A namespace with a `defaultValue` answers reads of a missing entry with it, at version 0. */
@@ -284,7 +404,7 @@ export class EntriesService {
         FROM entries WHERE tenant_id = ${tenantId} AND namespace = ${namespace} AND scope = ${scope} AND key = ${key}
       ), up AS (
         INSERT INTO entries AS e (tenant_id, namespace, scope, key, value, version, revision, deleted, created_at, updated_at, updated_by, expires_at)
-        SELECT ${tenantId}, ${namespace}, ${scope}, ${key}, ${value.inserted}, 1, ${CURRENT_REVISION}, false, now(), now(), ${actor}, ${value.expiresAt}
+        SELECT ${tenantId}, ${namespace}, ${scope}, ${key}, ${value.inserted}, 1, ${CURRENT_REVISION}, false, locked.at, locked.at, ${actor}, ${value.expiresAt}
         FROM locked WHERE ${expected === null || expected === 0 ? sql`true` : sql`EXISTS (SELECT 1 FROM prev)`}
         ON CONFLICT (tenant_id, namespace, scope, key) DO UPDATE SET
           value = ${value.updated},
@@ -332,7 +452,7 @@ export class EntriesService {
       WITH locked AS (${keyLock(tenantId, namespace, scope, key)}),
       up AS (
         UPDATE entries e SET deleted = true, value = NULL, version = e.version + 1, revision = ${CURRENT_REVISION},
-               updated_at = now(), updated_by = ${actorOf(principal)}, expires_at = NULL
+               updated_at = locked.at, updated_by = ${actorOf(principal)}, expires_at = NULL
         FROM locked
         WHERE tenant_id = ${tenantId} AND namespace = ${namespace} AND scope = ${scope} AND key = ${key}
           AND NOT e.deleted AND (e.expires_at IS NULL OR e.expires_at > now())
@@ -389,6 +509,8 @@ export class EntriesService {
     input: { namespaces: readonly string[] | null; afterRevision?: string | null; first?: number | null; after?: string | null },
   ): Promise<Page<EntryChange>> {
     const first = checkFirst(input.first ?? 100);
+    if (input.afterRevision && !input.after)
+      await this.checkResumeRevision(tenantId, input.afterRevision, 'afterRevision', input.namespaces);
     let after: LogPosition = { revision: input.afterRevision ?? '0' };
     if (input.after) {
       const [revision = '', namespace, scope, key] = decodeCursor(input.after, 'after', 4);

@@ -46,7 +46,13 @@ export const CURRENT_REVISION = sql.raw('pg_current_xact_id()::text::bigint');
  * A row lock alone would not do: the id could be assigned before waiting for it.
  */
 export const keyLock = (tenantId: string, namespace: string, scope: string, key: string) =>
-  sql`SELECT pg_advisory_xact_lock(hashtextextended(${lockName(tenantId, namespace, scope, key)}, 0))`;
+  sql`SELECT pg_advisory_xact_lock(hashtextextended(${lockName(tenantId, namespace, scope, key)}, 0)), clock_timestamp() AS at`;
+
+/**
+ * `keyLock` also reads the clock once the lock is held, for `updatedAt` and the change's `at`: a key's
+ * later version then never carries an earlier time (now() is when the statement started, which may
+ * be before it waited for the lock), so `entry(asOf)` finds the right version.
+ */
 
 /** The text a key's lock is named by; the sweeper builds the same in SQL (`KEY_LOCK_NAME`). */
 export const lockName = (tenantId: string, namespace: string, scope: string, key: string) =>
