@@ -34,6 +34,8 @@ export interface AppOptions {
 
 export interface App {
   services: Services;
+  /** The background jobs; tests and operators may run a step at once. */
+  maintenance: EntryMaintenance;
   /** The Fetch API handler: tests call it in-process. */
   fetch: (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
   start(port: number, host: string): Promise<{ url: string; port: number }>;
@@ -150,6 +152,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
 
   return {
     services,
+    maintenance,
     fetch: async (input, init) => yoga.fetch(input as URL, init ?? {}),
     start: (port, host) =>
       new Promise((resolve, reject) => {

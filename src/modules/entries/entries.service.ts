@@ -141,7 +141,11 @@ export class EntriesService {
   ): Promise<Entry | null> {
     const { namespace, scope, key } = at;
     const sameKey = sql`tenant_id = ${tenantId} AND namespace = ${namespace} AND scope = ${scope} AND key = ${key}`;
-    const when = atRevision !== null ? sql`revision <= ${atRevision}::bigint` : sql`at <= ${asOf?.toISOString()}::timestamptz`;
+    // Times reach clients in milliseconds: a version's own updatedAt must find that version.
+    const when =
+      atRevision !== null
+        ? sql`revision <= ${atRevision}::bigint`
+        : sql`date_trunc('milliseconds', at) <= ${asOf?.toISOString()}::timestamptz`;
     const [row] = await this.database.rows<
       ChangeRow & { created_at: string | null; oldest_version: number | null; oldest_revision: string | null; next_revision: string }
     >(sql`
