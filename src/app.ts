@@ -20,6 +20,8 @@ import { EntryMaintenance, type MaintenanceOptions } from './modules/entries/ent
 import { EntriesService, type EntryChange } from './modules/entries/entries.service.js';
 import { EntryWatcher } from './modules/entries/entries.watch.js';
 import { NamespacesService } from './modules/namespaces/namespaces.service.js';
+import { SystemService } from './modules/system/system.service.js';
+import { ConfigService } from './modules/tenants/config.service.js';
 import { TokensService } from './modules/tokens/tokens.service.js';
 
 export interface AppOptions {
@@ -45,6 +47,7 @@ export interface App {
 function createServices(database: DatabaseHandle, bus: EventBus, logger: Logger, activeWindowSeconds: number) {
   const access = new AccessService(database, bus);
   const entries = new EntriesService(database, access, bus);
+  const config = new ConfigService(database, bus, activeWindowSeconds);
   const feeds = new ChangeFeeds<EntryChange>(
     {
       head: (tenantId) => entries.headRevision(tenantId),
@@ -60,8 +63,10 @@ function createServices(database: DatabaseHandle, bus: EventBus, logger: Logger,
     commits: new CommitService(database, access, bus),
     watcher: new EntryWatcher(entries, access, feeds, bus),
     namespaces: new NamespacesService(database, access, bus),
-    agents: new AgentsService(database, bus, activeWindowSeconds),
+    agents: new AgentsService(database, bus, config),
     tokens: new TokensService(database, bus),
+    config,
+    system: new SystemService(database, config),
   };
   return { services, feeds };
 }

@@ -8,6 +8,8 @@ import type { CommitService } from './modules/entries/entries.commit.js';
 import type { EntriesService } from './modules/entries/entries.service.js';
 import type { EntryWatcher } from './modules/entries/entries.watch.js';
 import type { AccessGrant, NamespacesService } from './modules/namespaces/namespaces.service.js';
+import type { SystemService } from './modules/system/system.service.js';
+import type { ConfigService } from './modules/tenants/config.service.js';
 import type { TokensService } from './modules/tokens/tokens.service.js';
 
 /** The domain services, built once per process. */
@@ -20,6 +22,8 @@ export interface Services {
   namespaces: NamespacesService;
   agents: AgentsService;
   tokens: TokensService;
+  config: ConfigService;
+  system: SystemService;
 }
 
 /** Per-request batching, so lists never query per row. */

@@ -3,6 +3,7 @@ import {
   bigint,
   boolean,
   customType,
+  doublePrecision,
   foreignKey,
   index,
   integer,
@@ -185,4 +186,82 @@ export const changes = pgTable(
       foreignColumns: [namespaces.tenantId, namespaces.name],
     }).onDelete('cascade'),
   ],
+);
+
+export const priorityEnum = pgEnum('priority', ['LOW', 'MEDIUM', 'HIGH', 'CRITICAL']);
+
+/** Metric points, as agents report them; summaries are computed in SQL over a time window. */
+export const metrics = pgTable(
+  'metrics',
+  {
+    id: bigint('id', { mode: 'bigint' }).primaryKey().generatedAlwaysAsIdentity(),
+    tenantId: name('tenant_id').notNull(),
+    agentId: name('agent_id'),
+    name: text('name').notNull(),
+    value: doublePrecision('value').notNull(),
+    unit: text('unit'),
+    tags: jsonb('tags'),
+    at: timestamp('at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (t) => [index('metrics_name_idx').on(t.tenantId, t.name, t.at), index('metrics_at_idx').on(t.tenantId, t.at)],
+);
+
+/** One row per distinct error shape (type + fingerprint); occurrences are counted per window. */
+export const errorPatterns = pgTable(
+  'error_patterns',
+  {
+    id: bigint('id', { mode: 'bigint' }).primaryKey().generatedAlwaysAsIdentity(),
+    tenantId: name('tenant_id').notNull(),
+    type: text('type').notNull(),
+    fingerprint: text('fingerprint').notNull(),
+    sampleMessage: text('sample_message').notNull(),
+    firstSeenAt: createdAt('first_seen_at'),
+    lastSeenAt: createdAt('last_seen_at'),
+  },
+  (t) => [uniqueIndex('error_patterns_fingerprint_idx').on(t.tenantId, t.type, t.fingerprint)],
+);
+
+export const errorOccurrences = pgTable(
+  'error_occurrences',
+  {
+    patternId: bigint('pattern_id', { mode: 'bigint' })
+      .notNull()
+      .references(() => errorPatterns.id, { onDelete: 'cascade' }),
+    agentId: name('agent_id'),
+    message: text('message').notNull(),
+    context: jsonb('context'),
+    at: createdAt('at'),
+  },
+  (t) => [index('error_occurrences_pattern_idx').on(t.patternId, t.at)],
+);
+
+export const insights = pgTable(
+  'insights',
+  {
+    id: bigint('id', { mode: 'bigint' }).primaryKey().generatedAlwaysAsIdentity(),
+    tenantId: name('tenant_id').notNull(),
+    type: text('type').notNull(),
+    content: jsonb('content').notNull(),
+    priority: priorityEnum('priority').notNull(),
+    sourceAgentId: name('source_agent_id'),
+    createdAt: createdAt('created_at'),
+    actedUponAt: timestamp('acted_upon_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [index('insights_tenant_idx').on(t.tenantId, t.createdAt)],
+);
+
+export const optimizations = pgTable(
+  'optimizations',
+  {
+    id: bigint('id', { mode: 'bigint' }).primaryKey().generatedAlwaysAsIdentity(),
+    tenantId: name('tenant_id').notNull(),
+    type: text('type').notNull(),
+    description: text('description'),
+    before: jsonb('before'),
+    after: jsonb('after'),
+    success: boolean('success').notNull(),
+    sourceAgentId: name('source_agent_id'),
+    at: createdAt('at'),
+  },
+  (t) => [index('optimizations_tenant_idx').on(t.tenantId, t.at)],
 );

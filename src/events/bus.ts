@@ -9,7 +9,9 @@ export type BusEvent =
   /** Namespaces, grants or agents changed: access decisions must be recomputed. */
   | { type: 'access'; tenantId: string }
   /** Tokens were revoked (or their agent deregistered): drop cached principals. */
-  | { type: 'tokens'; tenantId: string };
+  | { type: 'tokens'; tenantId: string }
+  /** Fleet events (agents, metrics, errors, insights) for live subscriptions; see events/topics.ts. */
+  | { type: 'topic'; tenantId: string; topic: string; items: unknown[] };
 
 type Handler = (event: BusEvent) => void;
 

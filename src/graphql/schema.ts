@@ -6,5 +6,7 @@ import '../modules/namespaces/namespaces.graphql.js';
 import '../modules/entries/entries.graphql.js';
 import '../modules/agents/agents.graphql.js';
 import '../modules/tokens/tokens.graphql.js';
+import '../modules/tenants/tenants.graphql.js';
+import '../modules/system/system.graphql.js';
 
 export const schema = lexicographicSortSchema(builder.toSchema());

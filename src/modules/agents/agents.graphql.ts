@@ -14,8 +14,8 @@ export const AgentRef = builder.objectRef<Agent>('Agent').implement({
     stateNamespaces: t.exposeStringList('stateNamespaces'),
     status: t.expose('status', { type: AgentStatus }),
     active: t.boolean({
-      description: 'The last heartbeat is within the active window (STATEHOUSE_ACTIVE_WINDOW_SECONDS)',
-      resolve: (agent, _args, context) => context.services.agents.isActive(agent),
+      description: "The last heartbeat is within the tenant's activeWindowSeconds (STATEHOUSE_ACTIVE_WINDOW_SECONDS by default)",
+      resolve: (agent, _args, context) => context.services.agents.isActive(principalOf(context).tenantId, agent),
     }),
     lastHeartbeatAt: t.expose('lastHeartbeatAt', { type: 'DateTime', nullable: true }),
     heartbeat: t.expose('heartbeat', { type: 'JSON', nullable: true }),
@@ -62,7 +62,31 @@ builder.queryFields((t) => ({
   }),
 }));
 
+const HeartbeatInput = builder.inputType('HeartbeatInput', {
+  fields: (t) => ({
+    status: t.field({ type: AgentStatus, required: true }),
+    data: t.field({ type: 'JSON', description: 'What the agent wants the fleet to see (up to 64 KiB)' }),
+  }),
+});
+
+builder.subscriptionFields((t) => ({
+  agentChanged: t.field({
+    type: AgentRef,
+    description: 'Registrations, heartbeats and status changes',
+    args: { type: t.arg.string() },
+    authScopes: { authenticated: true },
+    subscribe: (_root, args, context) => context.services.agents.watch(principalOf(context).tenantId, args.type),
+    resolve: (agent: Agent) => agent,
+  }),
+}));
+
 builder.mutationFields((t) => ({
+  heartbeat: t.withAuth({ agent: true }).field({
+    type: AgentRef,
+    description: 'An agent reports for itself only',
+    args: { input: t.arg({ type: HeartbeatInput, required: true }) },
+    resolve: (_root, { input }, context) => context.services.agents.heartbeat(context.principal.tenantId, context.principal.agentId, input),
+  }),
   registerAgent: t.field({
     type: AgentRegistration,
     args: { input: t.arg({ type: RegisterAgentInput, required: true }) },

@@ -2,9 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { generateToken, hashToken } from '../../auth/tokens.js';
 import type { DatabaseHandle } from '../../db/client.js';
-import { badInput } from '../../domain/errors.js';
+import { badInput, unauthenticated } from '../../domain/errors.js';
 import { checkAgentId, checkLabel, checkNamespace } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
+import { publishTopic, subscribeTopic } from '../../events/topics.js';
+import type { ConfigService } from '../tenants/config.service.js';
 
 export type AgentStatus = 'STARTING' | 'IDLE' | 'BUSY' | 'ERROR' | 'STOPPED';
 
@@ -57,6 +59,18 @@ const toAgent = (row: AgentRow): Agent => ({
 });
 
 const MAX_LIST = 100;
+const AGENT_CHANGED = 'agentChanged';
+
+/** An agent that came through the bus from another process, its dates as JSON strings. */
+const reviveAgent = (agent: Agent): Agent => ({
+  ...agent,
+  lastHeartbeatAt: agent.lastHeartbeatAt === null ? null : new Date(agent.lastHeartbeatAt),
+  registeredAt: new Date(agent.registeredAt),
+});
+
+async function* mapAsync<T, R>(source: AsyncIterable<T>, map: (item: T) => R): AsyncGenerator<R> {
+  for await (const item of source) yield map(item);
+}
 
 function checkList(values: string[] | null | undefined, field: string, check: (value: string, field: string) => string): string[] {
   const list = values ?? [];
@@ -69,11 +83,33 @@ export class AgentsService {
   constructor(
     private readonly database: DatabaseHandle,
     private readonly bus: EventBus,
-    private readonly activeWindowSeconds: number,
+    private readonly config: ConfigService,
   ) {}
 
-  isActive(agent: Agent): boolean {
-    return agent.lastHeartbeatAt !== null && Date.now() - agent.lastHeartbeatAt.getTime() <= this.activeWindowSeconds * 1000;
+  /** Whether the last heartbeat is within the tenant's activeWindowSeconds. */
+  async isActive(tenantId: string, agent: Agent): Promise<boolean> {
+    if (agent.lastHeartbeatAt === null) return false;
+    const { activeWindowSeconds } = await this.config.get(tenantId);
+    return Date.now() - agent.lastHeartbeatAt.getTime() <= activeWindowSeconds * 1000;
+  }
+
+  /** An agent reports for itself: its status, and whatever it wants the fleet to see. */
+  async heartbeat(tenantId: string, agentId: string, input: { status: AgentStatus; data?: unknown }): Promise<Agent> {
+    const data = input.data === undefined || input.data === null ? null : JSON.stringify(input.data);
+    if (data !== null && data.length > 65_536) throw badInput('data', 'data must be at most 64 KiB');
+    const [row] = await this.database.rows<AgentRow>(sql`
+      UPDATE agents SET status = ${input.status}, last_heartbeat_at = now(), heartbeat = ${data}::jsonb
+      WHERE tenant_id = ${tenantId} AND id = ${agentId} RETURNING *`);
+    if (!row) throw unauthenticated('The agent is no longer registered');
+    const agent = toAgent(row);
+    publishTopic(this.bus, tenantId, AGENT_CHANGED, [agent]);
+    return agent;
+  }
+
+  /** Registrations, heartbeats and status changes, as they happen; `type` narrows to one agent type. */
+  watch(tenantId: string, type: string | null | undefined): AsyncIterable<Agent> {
+    const agents = subscribeTopic<Agent>(this.bus, tenantId, AGENT_CHANGED, (agent) => !type || agent.type === type);
+    return mapAsync(agents, reviveAgent);
   }
 
   async register(tenantId: string, input: RegisterAgentInput): Promise<{ agent: Agent; token: string }> {
@@ -99,7 +135,9 @@ export class AgentsService {
     if (!row) throw badInput('id', `Agent ${id} is already registered`);
     // Another process may have cached this id as unknown.
     this.bus.publish({ type: 'access', tenantId });
-    return { agent: toAgent(row), token };
+    const agent = toAgent(row);
+    publishTopic(this.bus, tenantId, AGENT_CHANGED, [agent]);
+    return { agent, token };
   }
 
   /** Removes the agent with its tokens and grants; false when there was none. */

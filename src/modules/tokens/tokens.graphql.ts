@@ -4,7 +4,7 @@ import type { TokenIssue } from './tokens.service.js';
 
 export const Role = builder.enumType('Role', { values: ['ADMIN', 'AGENT', 'READER'] as const });
 
-const TokenIssueRef = builder.objectRef<TokenIssue>('TokenIssue').implement({
+export const TokenIssueRef = builder.objectRef<TokenIssue>('TokenIssue').implement({
   fields: (t) => ({
     id: t.exposeID('id'),
     token: t.exposeString('token', { description: 'Shown once; only its hash is stored' }),

@@ -4,7 +4,7 @@ import type { Role } from '../../auth/principal.js';
 import { generateToken, hashToken } from '../../auth/tokens.js';
 import type { DatabaseHandle } from '../../db/client.js';
 import { badInput } from '../../domain/errors.js';
-import { checkLabel } from '../../domain/names.js';
+import { checkLabel, checkNamespace } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
 import { BUILT_IN_NAMESPACES } from '../namespaces/namespaces.service.js';
 
@@ -40,6 +40,15 @@ export class TokensService {
       UPDATE tokens SET revoked_at = now() WHERE tenant_id = ${tenantId} AND id = ${id} AND revoked_at IS NULL RETURNING id`);
     if (rows.length > 0) this.bus.publish({ type: 'tokens', tenantId });
     return rows.length > 0;
+  }
+
+  /** A new tenant with its built-in namespaces and a first admin token (named "admin"). */
+  async createTenant(name: string): Promise<TokenIssue> {
+    const tenantId = checkNamespace(name, 'name');
+    const created = await this.database.rows(sql`INSERT INTO tenants (id) VALUES (${tenantId}) ON CONFLICT DO NOTHING RETURNING id`);
+    if (created.length === 0) throw badInput('name', `Tenant ${tenantId} already exists`);
+    await this.ensureTenant(tenantId);
+    return this.create(tenantId, { name: 'admin', role: 'ADMIN' });
   }
 
   /** A tenant with its built-in namespaces; no-op when it exists. */
