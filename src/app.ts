@@ -20,6 +20,7 @@ import { EntryMaintenance, type MaintenanceOptions } from './modules/entries/ent
 import { EntriesService, type EntryChange } from './modules/entries/entries.service.js';
 import { EntryWatcher } from './modules/entries/entries.watch.js';
 import { NamespacesService } from './modules/namespaces/namespaces.service.js';
+import { PortabilityService } from './modules/portability/portability.service.js';
 import { SystemService } from './modules/system/system.service.js';
 import { ConfigService } from './modules/tenants/config.service.js';
 import { TokensService } from './modules/tokens/tokens.service.js';
@@ -67,6 +68,7 @@ function createServices(database: DatabaseHandle, bus: EventBus, logger: Logger,
     tokens: new TokensService(database, bus),
     config,
     system: new SystemService(database, config),
+    portability: new PortabilityService(database, access, bus),
   };
   return { services, feeds };
 }

@@ -8,6 +8,7 @@ import type { CommitService } from './modules/entries/entries.commit.js';
 import type { EntriesService } from './modules/entries/entries.service.js';
 import type { EntryWatcher } from './modules/entries/entries.watch.js';
 import type { AccessGrant, NamespacesService } from './modules/namespaces/namespaces.service.js';
+import type { PortabilityService } from './modules/portability/portability.service.js';
 import type { SystemService } from './modules/system/system.service.js';
 import type { ConfigService } from './modules/tenants/config.service.js';
 import type { TokensService } from './modules/tokens/tokens.service.js';
@@ -24,6 +25,7 @@ export interface Services {
   tokens: TokensService;
   config: ConfigService;
   system: SystemService;
+  portability: PortabilityService;
 }
 
 /** Per-request batching, so lists never query per row. */

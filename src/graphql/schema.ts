@@ -8,5 +8,6 @@ import '../modules/agents/agents.graphql.js';
 import '../modules/tokens/tokens.graphql.js';
 import '../modules/tenants/tenants.graphql.js';
 import '../modules/system/system.graphql.js';
+import '../modules/portability/portability.graphql.js';
 
 export const schema = lexicographicSortSchema(builder.toSchema());

@@ -13,6 +13,7 @@ import {
   type EntryRow,
   encodeValue,
   lockName,
+  tenantLockName,
   MAX_TTL_SECONDS,
   MAX_VALUE_BYTES,
   toEntry,
@@ -93,9 +94,10 @@ export class CommitService {
     const result = await this.database.transaction(async (rows) => {
       // Lock every key in one order before this transaction has an id (see keyLock).
       await rows(sql`
-        SELECT count(pg_advisory_xact_lock(hashtextextended(name, 0))) FROM
-          (SELECT name FROM unnest(${sql.param([...new Set(steps.map((s) => lockName(tenantId, s.namespace, s.scope, s.key)))])}::text[]) AS name
-           ORDER BY name COLLATE "C") AS ordered`);
+        SELECT pg_advisory_xact_lock_shared(hashtextextended(${tenantLockName(tenantId)}, 0)),
+               (SELECT count(pg_advisory_xact_lock(hashtextextended(name, 0))) FROM
+                 (SELECT name FROM unnest(${sql.param([...new Set(steps.map((s) => lockName(tenantId, s.namespace, s.scope, s.key)))])}::text[]) AS name
+                  ORDER BY name COLLATE "C") AS ordered)`);
       const current = await this.current(rows, tenantId, steps);
       const writes = this.apply(steps, current);
       if (writes.length === 0) return { revision: null, rows: [] as EntryRow[] };

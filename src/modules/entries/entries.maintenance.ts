@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../../db/client.js';
 import type { EventBus } from '../../events/bus.js';
 import type { Logger } from '../../logger.js';
-import { CURRENT_REVISION, KEY_LOCK_NAME } from './entries.sql.js';
+import { CURRENT_REVISION, KEY_LOCK_NAME, TENANT_LOCK_NAME } from './entries.sql.js';
 
 const SWEEP_BATCH = 500;
 const COMPACT_BATCH = 5_000;
@@ -67,11 +67,12 @@ export class EntryMaintenance {
       // Every key's lock is taken (in one order) before the transaction has an id, as for any write.
       const rows = await this.database.rows<{ tenant_id: string; revision: string; count: number }>(sql`
         WITH due AS (
-          SELECT tenant_id, namespace, scope, key, ${KEY_LOCK_NAME} AS name FROM entries
+          SELECT tenant_id, namespace, scope, key, ${KEY_LOCK_NAME} AS name, ${TENANT_LOCK_NAME} AS tenant_lock FROM entries
           WHERE expires_at <= now() AND NOT deleted
           ORDER BY expires_at LIMIT ${SWEEP_BATCH}
         ), locked AS (
-          SELECT tenant_id, namespace, scope, key, pg_advisory_xact_lock(hashtextextended(name, 0)) AS lock
+          SELECT tenant_id, namespace, scope, key,
+                 pg_advisory_xact_lock_shared(hashtextextended(tenant_lock, 0)) AS tenant, pg_advisory_xact_lock(hashtextextended(name, 0)) AS lock
           FROM (SELECT * FROM due ORDER BY name COLLATE "C") AS ordered
         ), clock AS (
           SELECT clock_timestamp() AS at FROM (SELECT count(*) FROM locked) AS all_locked

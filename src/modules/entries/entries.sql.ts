@@ -46,13 +46,21 @@ export const CURRENT_REVISION = sql.raw('pg_current_xact_id()::text::bigint');
  * A row lock alone would not do: the id could be assigned before waiting for it.
  */
 export const keyLock = (tenantId: string, namespace: string, scope: string, key: string) =>
-  sql`SELECT pg_advisory_xact_lock(hashtextextended(${lockName(tenantId, namespace, scope, key)}, 0)), clock_timestamp() AS at`;
+  sql`SELECT pg_advisory_xact_lock_shared(hashtextextended(${tenantLockName(tenantId)}, 0)),
+             pg_advisory_xact_lock(hashtextextended(${lockName(tenantId, namespace, scope, key)}, 0)), clock_timestamp() AS at`;
 
 /**
  * `keyLock` also reads the clock once the lock is held, for `updatedAt` and the change's `at`: a key's
  * later version then never carries an earlier time (now() is when the statement started, which may
  * be before it waited for the lock), so `entry(asOf)` finds the right version.
  */
+
+/**
+ * Every writer also holds its tenant's lock in shared mode; an import takes it exclusively, so it
+ * can write a whole tenant in one transaction without a lock per key.
+ */
+export const tenantLockName = (tenantId: string) => `tenant\u001f${tenantId}`;
+export const TENANT_LOCK_NAME = sql.raw(`concat_ws(chr(31), 'tenant', tenant_id)`);
 
 /** The text a key's lock is named by; the sweeper builds the same in SQL (`KEY_LOCK_NAME`). */
 export const lockName = (tenantId: string, namespace: string, scope: string, key: string) =>

@@ -1,0 +1,28 @@
+import { builder } from '../../graphql/builder.js';
+import { principalOf } from '../../graphql/principal.js';
+
+const ImportMode = builder.enumType('ImportMode', {
+  values: {
+    MERGE: { description: 'Create or update the given namespaces and set their entries; keep everything else' },
+    REPLACE: { description: 'Also delete the entries of the given namespaces that the data does not hold' },
+  },
+});
+
+builder.queryFields((t) => ({
+  exportState: t.field({
+    type: 'JSON',
+    description: 'The namespaces (all, or those named) with their settings and live entries',
+    args: { namespaces: t.arg.stringList() },
+    authScopes: { admin: true },
+    resolve: (_root, args, context) => context.services.portability.export(principalOf(context).tenantId, args.namespaces),
+  }),
+}));
+
+builder.mutationFields((t) => ({
+  importState: t.boolean({
+    description: 'Brings back an exportState document: all or nothing, one revision',
+    args: { data: t.arg({ type: 'JSON', required: true }), mode: t.arg({ type: ImportMode, defaultValue: 'MERGE' }) },
+    authScopes: { admin: true },
+    resolve: (_root, args, context) => context.services.portability.import(principalOf(context), args.data, args.mode ?? 'MERGE'),
+  }),
+}));
