@@ -10,6 +10,7 @@ import { authorizationOf, bearerToken } from './auth/tokens.js';
 import { type Context, createContext, type Services } from './context.js';
 import type { DatabaseHandle } from './db/client.js';
 import { EventBus } from './events/bus.js';
+import { ProcessRegistry } from './events/processes.js';
 import { ChangeFeeds } from './events/change-feed.js';
 import { createMaskError, useRequestErrorCodes } from './graphql/errors.js';
 import { schema } from './graphql/schema.js';
@@ -19,7 +20,12 @@ import { CommitService } from './modules/entries/entries.commit.js';
 import { EntryMaintenance, type MaintenanceOptions } from './modules/entries/entries.maintenance.js';
 import { EntriesService, type EntryChange } from './modules/entries/entries.service.js';
 import { EntryWatcher } from './modules/entries/entries.watch.js';
+import { ErrorsService } from './modules/errors/errors.service.js';
+import { InsightsService } from './modules/insights/insights.service.js';
+import { MetricsRetention } from './modules/metrics/metrics.retention.js';
+import { MetricsService } from './modules/metrics/metrics.service.js';
 import { NamespacesService } from './modules/namespaces/namespaces.service.js';
+import { OptimizationsService } from './modules/optimizations/optimizations.service.js';
 import { PortabilityService } from './modules/portability/portability.service.js';
 import { SystemService } from './modules/system/system.service.js';
 import { ConfigService } from './modules/tenants/config.service.js';
@@ -31,6 +37,8 @@ export interface AppOptions {
   activeWindowSeconds?: number;
   /** How long `stop` waits for in-flight requests before closing connections anyway. */
   shutdownGraceMs?: number;
+  /** Browser origins allowed by CORS; none by default. */
+  corsOrigins?: string[];
   /** Background jobs (TTL sweeper, history compaction); false turns them off. */
   maintenance?: MaintenanceOptions | false;
 }
@@ -69,6 +77,10 @@ function createServices(database: DatabaseHandle, bus: EventBus, logger: Logger,
     config,
     system: new SystemService(database, config),
     portability: new PortabilityService(database, access, bus),
+    metrics: new MetricsService(database, access, config, bus),
+    errors: new ErrorsService(database, bus),
+    insights: new InsightsService(database, bus),
+    optimizations: new OptimizationsService(database),
   };
   return { services, feeds };
 }
@@ -76,13 +88,21 @@ function createServices(database: DatabaseHandle, bus: EventBus, logger: Logger,
 /** The gateway: GraphQL over HTTP, SSE and WebSocket on one port, with health and readiness. */
 export async function buildApp(options: AppOptions): Promise<App> {
   const { database, logger } = options;
-  const bus = new EventBus(database.broadcast, logger);
+  const processes = database.broadcast ? new ProcessRegistry(database, logger) : undefined;
+  await processes?.join();
+  const bus = new EventBus(database.broadcast, logger, processes);
   const { services, feeds } = createServices(database, bus, logger, options.activeWindowSeconds ?? 300);
   const maintenance = new EntryMaintenance(database, bus, logger);
   if (options.maintenance !== false) maintenance.start(options.maintenance);
+  const metricsRetention = new MetricsRetention(services.metrics, logger);
+  if (options.maintenance !== false) metricsRetention.start();
   await database.listen?.(
     (payload) => bus.receive(payload),
-    () => feeds.wakeAll(),
+    () => {
+      // Messages may have been missed while the connection was down: trust no cache, read the log again.
+      void bus.publish({ type: 'reset' });
+      feeds.wakeAll();
+    },
   );
 
   const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, Context>({
@@ -90,6 +110,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
     graphqlEndpoint: '/graphql',
     healthCheckEndpoint: '/health',
     landingPage: false,
+    // Closed unless origins are configured: a token-bearing API should not answer any web page.
+    cors: options.corsOrigins?.length ? { origin: options.corsOrigins, credentials: false } : false,
     logging: false,
     maskedErrors: { maskError: createMaskError(logger) },
     graphiql: {
@@ -181,6 +203,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
         server.closeAllConnections();
         feeds.close();
         await maintenance.stop();
+        await processes?.leave().catch((error: unknown) => logger.warn({ err: error }, 'could not leave the process registry'));
+        await metricsRetention.stop();
       })();
       return stopping;
     },

@@ -11,6 +11,8 @@ export interface Config {
   logLevel: string;
   /** How long SIGTERM waits for in-flight requests before closing sockets anyway. */
   shutdownGraceMs: number;
+  /** Browser origins allowed to call the API (CORS); empty: none, the default. */
+  corsOrigins: string[];
 }
 
 export class ConfigError extends Error {}
@@ -48,5 +50,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     activeWindowSeconds: integer(env, 'STATEHOUSE_ACTIVE_WINDOW_SECONDS', 300, 1, 31_536_000),
     logLevel: env.LOG_LEVEL || 'info',
     shutdownGraceMs: integer(env, 'STATEHOUSE_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
+    corsOrigins: (env.STATEHOUSE_CORS_ORIGINS ?? '')
+      .split(',')
+      .map((origin) => origin.trim())
+      .filter(Boolean),
   };
 }

@@ -7,7 +7,11 @@ import type { Agent, AgentsService } from './modules/agents/agents.service.js';
 import type { CommitService } from './modules/entries/entries.commit.js';
 import type { EntriesService } from './modules/entries/entries.service.js';
 import type { EntryWatcher } from './modules/entries/entries.watch.js';
+import type { ErrorsService } from './modules/errors/errors.service.js';
+import type { InsightsService } from './modules/insights/insights.service.js';
+import type { MetricsService } from './modules/metrics/metrics.service.js';
 import type { AccessGrant, NamespacesService } from './modules/namespaces/namespaces.service.js';
+import type { OptimizationsService } from './modules/optimizations/optimizations.service.js';
 import type { PortabilityService } from './modules/portability/portability.service.js';
 import type { SystemService } from './modules/system/system.service.js';
 import type { ConfigService } from './modules/tenants/config.service.js';
@@ -26,6 +30,10 @@ export interface Services {
   config: ConfigService;
   system: SystemService;
   portability: PortabilityService;
+  metrics: MetricsService;
+  errors: ErrorsService;
+  insights: InsightsService;
+  optimizations: OptimizationsService;
 }
 
 /** Per-request batching, so lists never query per row. */

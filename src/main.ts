@@ -28,6 +28,7 @@ async function main(): Promise<void> {
     logger,
     activeWindowSeconds: config.activeWindowSeconds,
     shutdownGraceMs: config.shutdownGraceMs,
+    corsOrigins: config.corsOrigins,
   });
   const { url } = await app.start(config.port, config.host);
   logger.info({ url }, `Statehouse is listening on ${url}`);

@@ -48,4 +48,12 @@ describe('request errors', () => {
     expect(text).toContain('BAD_USER_INPUT');
     expect(text).not.toMatch(/SyntaxError|originalError|at .*\.js/);
   });
+
+  it('sends no CORS headers unless origins are configured', async () => {
+    const response = await gw.app.fetch('http://localhost/graphql', {
+      method: 'OPTIONS',
+      headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
+    });
+    expect(response.headers.get('access-control-allow-origin')).toBeNull();
+  });
 });

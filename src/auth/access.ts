@@ -47,6 +47,8 @@ export class AccessService {
   ) {
     bus.on((event) => {
       if (event.type === 'access' || event.type === 'tokens') this.invalidate(event.tenantId);
+      if (event.type === 'reset')
+        for (const tenantId of new Set([...this.namespaceCache.keys(), ...this.generations.keys()])) this.invalidate(tenantId);
     });
   }
 

@@ -28,10 +28,10 @@ export class Authenticator {
     bus: EventBus,
   ) {
     bus.on((event) => {
-      if (event.type !== 'tokens') return;
+      if (event.type !== 'tokens' && event.type !== 'reset') return;
       this.generation++;
       for (const [hash, cached] of this.cache.entries()) {
-        if (!cached.principal || cached.principal.tenantId === event.tenantId) this.cache.delete(hash);
+        if (event.type === 'reset' || !cached.principal || cached.principal.tenantId === event.tenantId) this.cache.delete(hash);
       }
     });
   }

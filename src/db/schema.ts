@@ -9,6 +9,7 @@ import {
   integer,
   jsonb,
   pgEnum,
+  pgSequence,
   pgTable,
   primaryKey,
   text,
@@ -265,3 +266,18 @@ export const optimizations = pgTable(
   },
   (t) => [index('optimizations_tenant_idx').on(t.tenantId, t.at)],
 );
+
+/**
+ * The gateway processes sharing this database, so that a change of access can wait until every
+ * live one has dropped its caches (`seen`: the last bus sequence number it has applied).
+ */
+export const gatewayProcesses = pgTable('gateway_processes', {
+  id: text('id').primaryKey(),
+  seen: bigint('seen', { mode: 'bigint' })
+    .notNull()
+    .default(sql`0`),
+  heartbeatAt: timestamp('heartbeat_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+});
+
+/** Numbers the cache invalidations that processes acknowledge. */
+export const busSequence = pgSequence('bus_sequence');

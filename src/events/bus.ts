@@ -1,25 +1,32 @@
 import { randomUUID } from 'node:crypto';
 import type { Broadcast } from '../db/client.js';
 import type { Logger } from '../logger.js';
+import type { ProcessRegistry } from './processes.js';
 
 /** What one gateway process tells the others (and itself) about a tenant. */
 export type BusEvent =
   /** New changes up to `revision` are committed. */
   | { type: 'changes'; tenantId: string; revision: string }
-  /** Namespaces, grants or agents changed: access decisions must be recomputed. */
+  /** Namespaces, grants, agents or settings changed: access decisions must be recomputed. */
   | { type: 'access'; tenantId: string }
   /** Tokens were revoked (or their agent deregistered): drop cached principals. */
   | { type: 'tokens'; tenantId: string }
   /** Fleet events (agents, metrics, errors, insights) for live subscriptions; see events/topics.ts. */
-  | { type: 'topic'; tenantId: string; topic: string; items: unknown[] };
+  | { type: 'topic'; tenantId: string; topic: string; items: unknown[] }
+  /** This process may have missed messages (its LISTEN connection was re-established): drop every cache. */
+  | { type: 'reset' };
 
 type Handler = (event: BusEvent) => void;
+
+/** Events after which every process must drop caches before the mutation that caused them returns. */
+const isInvalidation = (event: BusEvent) => event.type === 'access' || event.type === 'tokens';
 
 /**
  * In-process pub/sub that also reaches the other gateway processes on the same PostgreSQL through
  * LISTEN/NOTIFY. Change notices are coalesced to one NOTIFY per tenant per tick, sent after the
  * write commits: a NOTIFY inside the write transaction would serialize all writers on the
- * notification queue lock.
+ * notification queue lock. Invalidations are numbered and acknowledged by every live process
+ * (see ProcessRegistry) before `publish` resolves.
  */
 export class EventBus {
   private readonly handlers = new Set<Handler>();
@@ -30,6 +37,7 @@ export class EventBus {
   constructor(
     private readonly broadcast: Broadcast | undefined,
     private readonly logger: Logger,
+    private readonly processes?: ProcessRegistry,
   ) {}
 
   on(handler: Handler): () => void {
@@ -37,23 +45,40 @@ export class EventBus {
     return () => this.handlers.delete(handler);
   }
 
-  publish(event: BusEvent): void {
+  /** Delivers here at once; resolves when other processes have applied it (for invalidations). */
+  async publish(event: BusEvent): Promise<void> {
     this.deliver(event);
-    if (!this.broadcast) return;
+    if (!this.broadcast || event.type === 'reset') return;
     if (event.type === 'changes') {
       const previous = this.pendingChanges.get(event.tenantId);
       if (previous === undefined || BigInt(previous) < BigInt(event.revision)) this.pendingChanges.set(event.tenantId, event.revision);
       this.scheduleFlush();
-    } else {
-      this.send(event);
+      return;
+    }
+    if (!isInvalidation(event) || !this.processes) {
+      this.send({ event });
+      return;
+    }
+    try {
+      const seq = await this.processes.nextSequence();
+      this.send({ event, seq });
+      await this.processes.waitForOthers(seq);
+    } catch (error) {
+      this.logger.warn({ err: error, event: event.type }, 'could not confirm a cache invalidation with other gateway processes');
     }
   }
 
-  /** Takes a message from another process (LISTEN). */
+  /** Takes a message from another process (LISTEN), and acknowledges invalidations once applied. */
   receive(payload: string): void {
     try {
-      const { origin, event } = JSON.parse(payload) as { origin: string; event: BusEvent };
-      if (origin !== this.origin) this.deliver(event);
+      const { origin, event, seq } = JSON.parse(payload) as { origin: string; event: BusEvent; seq?: string };
+      if (origin === this.origin) return;
+      this.deliver(event);
+      if (seq !== undefined) {
+        this.processes
+          ?.acknowledge(seq)
+          .catch((error: unknown) => this.logger.warn({ err: error }, 'could not acknowledge an invalidation'));
+      }
     } catch (error) {
       this.logger.warn({ err: error }, 'ignored a malformed bus message');
     }
@@ -74,14 +99,14 @@ export class EventBus {
     this.flushScheduled = true;
     setImmediate(() => {
       this.flushScheduled = false;
-      for (const [tenantId, revision] of this.pendingChanges) this.send({ type: 'changes', tenantId, revision });
+      for (const [tenantId, revision] of this.pendingChanges) this.send({ event: { type: 'changes', tenantId, revision } });
       this.pendingChanges.clear();
     });
   }
 
-  private send(event: BusEvent): void {
-    this.broadcast?.(JSON.stringify({ origin: this.origin, event })).catch((error: unknown) => {
-      this.logger.warn({ err: error, event: event.type }, 'could not notify other gateway processes');
+  private send(message: { event: BusEvent; seq?: string }): void {
+    this.broadcast?.(JSON.stringify({ origin: this.origin, ...message })).catch((error: unknown) => {
+      this.logger.warn({ err: error, event: message.event.type }, 'could not notify other gateway processes');
     });
   }
 }

@@ -16,14 +16,14 @@ export function publishTopic<T>(bus: EventBus, tenantId: string, topic: string, 
   for (const item of items) {
     const itemSize = JSON.stringify(item)?.length ?? 0;
     if (chunk.length > 0 && size + itemSize > MAX_CHUNK_BYTES) {
-      bus.publish({ type: 'topic', tenantId, topic, items: chunk });
+      void bus.publish({ type: 'topic', tenantId, topic, items: chunk });
       chunk = [];
       size = 0;
     }
     chunk.push(item);
     size += itemSize;
   }
-  if (chunk.length > 0) bus.publish({ type: 'topic', tenantId, topic, items: chunk });
+  if (chunk.length > 0) void bus.publish({ type: 'topic', tenantId, topic, items: chunk });
 }
 
 /** The items of one tenant's topic that pass `filter`, as they are published, until the consumer stops. */

@@ -9,5 +9,9 @@ import '../modules/tokens/tokens.graphql.js';
 import '../modules/tenants/tenants.graphql.js';
 import '../modules/system/system.graphql.js';
 import '../modules/portability/portability.graphql.js';
+import '../modules/metrics/metrics.graphql.js';
+import '../modules/errors/errors.graphql.js';
+import '../modules/insights/insights.graphql.js';
+import '../modules/optimizations/optimizations.graphql.js';
 
 export const schema = lexicographicSortSchema(builder.toSchema());

@@ -134,7 +134,7 @@ export class AgentsService {
       SELECT * FROM a`);
     if (!row) throw badInput('id', `Agent ${id} is already registered`);
     // Another process may have cached this id as unknown.
-    this.bus.publish({ type: 'access', tenantId });
+    await this.bus.publish({ type: 'access', tenantId });
     const agent = toAgent(row);
     publishTopic(this.bus, tenantId, AGENT_CHANGED, [agent]);
     return { agent, token };
@@ -144,7 +144,7 @@ export class AgentsService {
   async deregister(tenantId: string, id: string): Promise<boolean> {
     checkAgentId(id);
     const rows = await this.database.rows(sql`DELETE FROM agents WHERE tenant_id = ${tenantId} AND id = ${id} RETURNING id`);
-    if (rows.length > 0) this.bus.publish({ type: 'tokens', tenantId });
+    if (rows.length > 0) await this.bus.publish({ type: 'tokens', tenantId });
     return rows.length > 0;
   }
 

@@ -24,7 +24,7 @@ import {
   positionCondition,
   toChange,
   toEntry,
-  WATERMARK,
+  watermark as readWatermark,
 } from './entries.sql.js';
 export interface Entry {
   namespace: string;
@@ -490,21 +490,20 @@ export class EntriesService {
     const filter = options.namespaces === null ? sql`true` : sql`namespace = ANY(${sql.param([...options.namespaces])}::text[])`;
     const upTo = options.upTo === undefined ? sql`true` : positionCondition('<=', options.upTo);
     const rows = await this.database.rows<ChangeRow & { watermark: string }>(sql`
-      WITH w AS (SELECT ${WATERMARK} AS watermark)
+      WITH w AS (SELECT ${await readWatermark(this.database)} AS watermark)
       SELECT c.*, w.watermark::text AS watermark FROM w LEFT JOIN LATERAL (
         SELECT ${CHANGE_COLUMNS} FROM changes
         WHERE tenant_id = ${tenantId} AND revision < w.watermark AND ${filter} AND ${upTo}
           AND ${positionCondition('>', options.after)}
         ORDER BY changes.revision, changes.namespace, changes.scope, changes.key LIMIT ${options.limit}
       ) c ON true`);
-    const watermark = rows[0]?.watermark ?? '0';
-    return { changes: rows.filter((row) => row.revision !== null).map(toChange), watermark };
+    return { changes: rows.filter((row) => row.revision !== null).map(toChange), watermark: rows[0]?.watermark ?? '0' };
   }
 
   /** The newest final revision of a tenant: where a live feed starts. */
   async headRevision(tenantId: string): Promise<string> {
     const [row] = await this.database.rows<{ revision: string | null }>(sql`
-      SELECT max(revision)::text AS revision FROM changes WHERE tenant_id = ${tenantId} AND revision < ${WATERMARK}`);
+      SELECT max(revision)::text AS revision FROM changes WHERE tenant_id = ${tenantId} AND revision < ${await readWatermark(this.database)}`);
     return row?.revision ?? '0';
   }
 

@@ -68,7 +68,8 @@ export class EntryWatcher {
       };
 
       const offBus = this.bus.on((event) => {
-        if (event.tenantId !== tenantId || (event.type !== 'access' && event.type !== 'tokens')) return;
+        const affected = event.type === 'reset' || ((event.type === 'access' || event.type === 'tokens') && event.tenantId === tenantId);
+        if (!affected) return;
         enqueue(async () => {
           const principalNow = await reauthenticate();
           if (!principalNow) return end(unauthenticated('The token was revoked'));

@@ -105,6 +105,7 @@ export class ConfigService {
   ) {
     bus.on((event) => {
       if (event.type === 'access') this.cache.delete(event.tenantId);
+      if (event.type === 'reset') this.cache.clear();
     });
   }
 
@@ -142,7 +143,7 @@ export class ConfigService {
       throw badInput(path || 'patch', `${path || 'patch'} ${reason}`);
     }
     await this.database.rows(sql`UPDATE tenants SET settings = ${JSON.stringify(overrides)}::jsonb WHERE id = ${tenantId}`);
-    this.bus.publish({ type: 'access', tenantId });
+    await this.bus.publish({ type: 'access', tenantId });
     return merged as unknown as TenantConfig;
   }
 }
