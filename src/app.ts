@@ -66,6 +66,7 @@ function createServices(database: DatabaseHandle, bus: EventBus, logger: Logger,
     logger,
   );
   const services: Services = {
+    bus,
     authenticator: new Authenticator(database, bus),
     access,
     entries,

@@ -1,5 +1,6 @@
 import DataLoader from 'dataloader';
 import type { AccessService } from './auth/access.js';
+import type { EventBus } from './events/bus.js';
 import type { Authenticator } from './auth/authenticator.js';
 import type { Principal } from './auth/principal.js';
 import { authorizationOf, bearerToken } from './auth/tokens.js';
@@ -19,6 +20,7 @@ import type { TokensService } from './modules/tokens/tokens.service.js';
 
 /** The domain services, built once per process. */
 export interface Services {
+  bus: EventBus;
   authenticator: Authenticator;
   access: AccessService;
   entries: EntriesService;

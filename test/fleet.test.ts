@@ -130,4 +130,16 @@ describe('the fleet: agents, system state, overview, config and tenants', () => 
       field: 'agentId',
     });
   });
+
+  it('ends fleet subscriptions when their token is revoked', async () => {
+    const watcher = await gw.createToken('short-lived', 'READER');
+    const sub = subscribe(gw.ws(watcher.token), 'subscription { agentChanged { id } }');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await gw.ok(ADMIN_TOKEN, 'mutation($id: ID!) { revokeToken(id: $id) }', { id: watcher.id });
+    const [result] = await sub.waitFor(1);
+    expect(result?.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+    await sub.done;
+    await gw.ok(worker, HEARTBEAT, { input: { status: 'IDLE' } });
+    expect(sub.results).toHaveLength(1);
+  });
 });

@@ -21,6 +21,12 @@ describe('request errors', () => {
     ['a literal argument of the wrong type', '{ entries(namespace: "common", first: "ten") { nodes { key } } }', undefined, 'first'],
     ['a variable of the wrong type', SET, { input: { namespace: 'common', key: 'k', value: 1, expectedVersion: 'x' } }, 'expectedVersion'],
     ['a missing required input field', SET, { input: { namespace: 'common', key: 'k' } }, 'value'],
+    [
+      'a missing field inside a list',
+      'mutation($c: [ConditionInput!]) { commit(input: { conditions: $c, operations: [] }) { revision } }',
+      { c: [{ namespace: 'common', key: 'k' }] },
+      'version',
+    ],
     ['a malformed revision literal', '{ changes(afterRevision: "12a") { nodes { revision } } }', undefined, 'afterRevision'],
     ['a negative revision variable', 'query($r: Revision) { changes(afterRevision: $r) { nodes { revision } } }', { r: '-1' }, 'r'],
   ])('answers %s with BAD_USER_INPUT naming the field, and writes nothing', async (_what, query, variables, field) => {

@@ -17,13 +17,15 @@ const REQUEST_ERROR_CODES = new Set([undefined, 'GRAPHQL_PARSE_FAILED', 'GRAPHQL
  */
 function fieldOf(error: GraphQLError): string | undefined {
   const { message } = error;
+  const missing = /Field "([A-Za-z_]\w*)" of required type/.exec(message)?.[1];
+  if (missing) return missing;
   const path = /\bat "([^"]+)"/.exec(message)?.[1];
   if (path)
     return path
       .replace(/\[\d+\]/g, '')
       .split('.')
       .at(-1);
-  for (const pattern of [/Field "([A-Za-z_]\w*)" of required type/, /^Argument "([A-Za-z_]\w*)"/, /^Variable "\$([A-Za-z_]\w*)"/]) {
+  for (const pattern of [/^Argument "([A-Za-z_]\w*)"/, /^Variable "\$([A-Za-z_]\w*)"/]) {
     const named = pattern.exec(message)?.[1];
     if (named) return named;
   }

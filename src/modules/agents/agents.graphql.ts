@@ -1,7 +1,8 @@
 import { checkAgentId } from '../../domain/names.js';
 import { builder } from '../../graphql/builder.js';
+import { live, untilRevoked } from '../../graphql/live.js';
 import { principalOf } from '../../graphql/principal.js';
-import type { Agent } from './agents.service.js';
+import { type Agent, reviveAgent } from './agents.service.js';
 
 const AgentStatus = builder.enumType('AgentStatus', { values: ['STARTING', 'IDLE', 'BUSY', 'ERROR', 'STOPPED'] as const });
 
@@ -75,8 +76,8 @@ builder.subscriptionFields((t) => ({
     description: 'Registrations, heartbeats and status changes',
     args: { type: t.arg.string() },
     authScopes: { authenticated: true },
-    subscribe: (_root, args, context) => context.services.agents.watch(principalOf(context).tenantId, args.type),
-    resolve: (agent: Agent) => agent,
+    subscribe: (_root, args, context) => untilRevoked(context, context.services.agents.watch(principalOf(context).tenantId, args.type)),
+    resolve: live(reviveAgent),
   }),
 }));
 

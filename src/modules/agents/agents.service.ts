@@ -62,15 +62,11 @@ const MAX_LIST = 100;
 const AGENT_CHANGED = 'agentChanged';
 
 /** An agent that came through the bus from another process, its dates as JSON strings. */
-const reviveAgent = (agent: Agent): Agent => ({
+export const reviveAgent = (agent: Agent): Agent => ({
   ...agent,
   lastHeartbeatAt: agent.lastHeartbeatAt === null ? null : new Date(agent.lastHeartbeatAt),
   registeredAt: new Date(agent.registeredAt),
 });
-
-async function* mapAsync<T, R>(source: AsyncIterable<T>, map: (item: T) => R): AsyncGenerator<R> {
-  for await (const item of source) yield map(item);
-}
 
 function checkList(values: string[] | null | undefined, field: string, check: (value: string, field: string) => string): string[] {
   const list = values ?? [];
@@ -106,10 +102,12 @@ export class AgentsService {
     return agent;
   }
 
-  /** Registrations, heartbeats and status changes, as they happen; `type` narrows to one agent type. */
+  /**
+   * Registrations, heartbeats and status changes, as they happen; `type` narrows to one agent type.
+   * Agents from other processes arrive with their dates as strings: pass them through `reviveAgent`.
+   */
   watch(tenantId: string, type: string | null | undefined): AsyncIterable<Agent> {
-    const agents = subscribeTopic<Agent>(this.bus, tenantId, AGENT_CHANGED, (agent) => !type || agent.type === type);
-    return mapAsync(agents, reviveAgent);
+    return subscribeTopic<Agent>(this.bus, tenantId, AGENT_CHANGED, (agent) => !type || agent.type === type);
   }
 
   async register(tenantId: string, input: RegisterAgentInput): Promise<{ agent: Agent; token: string }> {

@@ -1,4 +1,5 @@
 import { builder } from '../../graphql/builder.js';
+import { live, untilRevoked } from '../../graphql/live.js';
 import { principalOf } from '../../graphql/principal.js';
 import { DEFAULT_ERROR_WINDOW_HOURS, type ErrorPattern, MAX_PATTERNS, revivePattern } from './errors.service.js';
 
@@ -54,7 +55,7 @@ builder.subscriptionFields((t) => ({
     description: 'Every reported error, as its pattern',
     args: { type: t.arg.string() },
     authScopes: { authenticated: true },
-    subscribe: (_root, args, context) => context.services.errors.watch(principalOf(context).tenantId, args.type),
-    resolve: revivePattern,
+    subscribe: (_root, args, context) => untilRevoked(context, context.services.errors.watch(principalOf(context).tenantId, args.type)),
+    resolve: live(revivePattern),
   }),
 }));

@@ -1,4 +1,5 @@
 import { builder } from '../../graphql/builder.js';
+import { live, untilRevoked } from '../../graphql/live.js';
 import { principalOf } from '../../graphql/principal.js';
 import { type Insight, PRIORITIES, reviveInsight } from './insights.service.js';
 
@@ -66,7 +67,8 @@ builder.subscriptionFields((t) => ({
     description: 'Insights as they are added, at or above minPriority',
     args: { minPriority: t.arg({ type: PriorityEnum }) },
     authScopes: { authenticated: true },
-    subscribe: (_root, args, context) => context.services.insights.watch(principalOf(context).tenantId, args.minPriority),
-    resolve: reviveInsight,
+    subscribe: (_root, args, context) =>
+      untilRevoked(context, context.services.insights.watch(principalOf(context).tenantId, args.minPriority)),
+    resolve: live(reviveInsight),
   }),
 }));

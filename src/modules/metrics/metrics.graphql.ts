@@ -1,4 +1,5 @@
 import { builder } from '../../graphql/builder.js';
+import { live, untilRevoked } from '../../graphql/live.js';
 import { principalOf } from '../../graphql/principal.js';
 import {
   DEFAULT_WINDOW_HOURS,
@@ -103,8 +104,11 @@ builder.subscriptionFields((t) => ({
     description: 'Points as they are recorded',
     args: { name: t.arg.string(), agentId: t.arg.id() },
     authScopes: { authenticated: true },
-    subscribe: (_root, args, context) =>
-      context.services.metrics.watch(principalOf(context).tenantId, { name: args.name, agentId: id(args.agentId) }),
-    resolve: reviveMetric,
+    subscribe: async (_root, args, context) =>
+      untilRevoked(
+        context,
+        await context.services.metrics.watch(principalOf(context).tenantId, { name: args.name, agentId: id(args.agentId) }),
+      ),
+    resolve: live(reviveMetric),
   }),
 }));
