@@ -11,18 +11,18 @@ import { type Context, createContext, type Services } from './context.js';
 import type { DatabaseHandle } from './db/client.js';
 import { EventBus } from './events/bus.js';
 import { ProcessRegistry } from './events/processes.js';
+import { PeriodicJobs } from './jobs.js';
 import { ChangeFeeds } from './events/change-feed.js';
 import { createMaskError, useRequestErrorCodes } from './graphql/errors.js';
 import { schema } from './graphql/schema.js';
 import type { Logger } from './logger.js';
 import { AgentsService } from './modules/agents/agents.service.js';
 import { CommitService } from './modules/entries/entries.commit.js';
-import { EntryMaintenance, type MaintenanceOptions } from './modules/entries/entries.maintenance.js';
+import { EntryMaintenance } from './modules/entries/entries.maintenance.js';
 import { EntriesService, type EntryChange } from './modules/entries/entries.service.js';
 import { EntryWatcher } from './modules/entries/entries.watch.js';
 import { ErrorsService } from './modules/errors/errors.service.js';
 import { InsightsService } from './modules/insights/insights.service.js';
-import { MetricsRetention } from './modules/metrics/metrics.retention.js';
 import { MetricsService } from './modules/metrics/metrics.service.js';
 import { NamespacesService } from './modules/namespaces/namespaces.service.js';
 import { OptimizationsService } from './modules/optimizations/optimizations.service.js';
@@ -41,6 +41,15 @@ export interface AppOptions {
   corsOrigins?: string[];
   /** Background jobs (TTL sweeper, history compaction); false turns them off. */
   maintenance?: MaintenanceOptions | false;
+}
+
+export interface MaintenanceOptions {
+  /** How often expired entries are recorded as EXPIRE changes. @default 1000 */
+  sweepIntervalMs?: number;
+  /** How often history beyond a namespace's historyLimit is compacted. @default 30000 */
+  compactIntervalMs?: number;
+  /** How often metric points and error occurrences past the tenant's retention are deleted. @default 60000 */
+  retentionIntervalMs?: number;
 }
 
 export interface App {
@@ -79,7 +88,7 @@ function createServices(database: DatabaseHandle, bus: EventBus, logger: Logger,
     system: new SystemService(database, config),
     portability: new PortabilityService(database, access, bus),
     metrics: new MetricsService(database, access, config, bus),
-    errors: new ErrorsService(database, bus),
+    errors: new ErrorsService(database, bus, config),
     insights: new InsightsService(database, bus),
     optimizations: new OptimizationsService(database),
   };
@@ -93,10 +102,16 @@ export async function buildApp(options: AppOptions): Promise<App> {
   await processes?.join();
   const bus = new EventBus(database.broadcast, logger, processes);
   const { services, feeds } = createServices(database, bus, logger, options.activeWindowSeconds ?? 300);
-  const maintenance = new EntryMaintenance(database, bus, logger);
-  if (options.maintenance !== false) maintenance.start(options.maintenance);
-  const metricsRetention = new MetricsRetention(services.metrics, logger);
-  if (options.maintenance !== false) metricsRetention.start();
+  const maintenance = new EntryMaintenance(database, bus);
+  const jobs = new PeriodicJobs(logger);
+  if (options.maintenance !== false) {
+    const every = options.maintenance ?? {};
+    jobs.every(every.sweepIntervalMs ?? 1_000, 'ttlSweep', () => maintenance.sweep());
+    jobs.every(every.compactIntervalMs ?? 30_000, 'historyCompaction', () => maintenance.compact());
+    jobs.every(every.retentionIntervalMs ?? 60_000, 'retention', async () => {
+      return (await services.metrics.removeExpired()) + (await services.errors.removeExpired());
+    });
+  }
   await database.listen?.(
     (payload) => bus.receive(payload),
     () => {
@@ -203,9 +218,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
         await Promise.race([Promise.all(inFlight), grace]);
         server.closeAllConnections();
         feeds.close();
-        await maintenance.stop();
+        await jobs.stop();
         await processes?.leave().catch((error: unknown) => logger.warn({ err: error }, 'could not leave the process registry'));
-        await metricsRetention.stop();
       })();
       return stopping;
     },

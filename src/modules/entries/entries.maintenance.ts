@@ -1,64 +1,21 @@
 import { sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../../db/client.js';
 import type { EventBus } from '../../events/bus.js';
-import type { Logger } from '../../logger.js';
 import { CURRENT_REVISION, KEY_LOCK_NAME, TENANT_LOCK_NAME } from './entries.sql.js';
 
 const SWEEP_BATCH = 500;
 const COMPACT_BATCH = 5_000;
 
-export interface MaintenanceOptions {
-  /** How often expired entries are recorded as EXPIRE changes. @default 1000 */
-  sweepIntervalMs?: number;
-  /** How often history beyond a namespace's historyLimit is compacted. @default 30000 */
-  compactIntervalMs?: number;
-}
-
 /**
- * Background work on entries, in every gateway process (each step is safe to run concurrently):
- * the TTL sweeper, which records each expiry as an EXPIRE change so subscribers hear of it (reads
+ * Background work on entries, run by PeriodicJobs in every gateway process (each step is safe to
+ * run concurrently): the TTL sweeper, which records each expiry as an EXPIRE change so subscribers hear of it (reads
  * treat an expired entry as absent at once, before the sweep), and history compaction.
  */
 export class EntryMaintenance {
-  private timers: NodeJS.Timeout[] = [];
-  private running = new Set<Promise<unknown>>();
-
   constructor(
     private readonly database: DatabaseHandle,
     private readonly bus: EventBus,
-    private readonly logger: Logger,
   ) {}
-
-  start(options: MaintenanceOptions = {}): void {
-    this.every(options.sweepIntervalMs ?? 1_000, 'sweep', () => this.sweep());
-    this.every(options.compactIntervalMs ?? 30_000, 'compact', () => this.compact());
-  }
-
-  async stop(): Promise<void> {
-    for (const timer of this.timers) clearInterval(timer);
-    this.timers = [];
-    await Promise.allSettled(this.running);
-  }
-
-  private every(intervalMs: number, name: string, job: () => Promise<number>): void {
-    let busy = false;
-    const timer = setInterval(() => {
-      if (busy) return;
-      busy = true;
-      const run = job()
-        .then((count) => {
-          if (count > 0) this.logger.debug({ job: name, count }, 'maintenance');
-        })
-        .catch((error: unknown) => this.logger.error({ err: error, job: name }, 'maintenance job failed'))
-        .finally(() => {
-          busy = false;
-          this.running.delete(run);
-        });
-      this.running.add(run);
-    }, intervalMs);
-    timer.unref();
-    this.timers.push(timer);
-  }
 
   /** Records expired entries as EXPIRE changes, in batches; returns how many. */
   async sweep(): Promise<number> {

@@ -3,6 +3,7 @@ import type { DatabaseHandle } from '../../db/client.js';
 import { badInput } from '../../domain/errors.js';
 import { checkLabel } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
+import type { ConfigService } from '../tenants/config.service.js';
 import { publishTopic, subscribeTopic } from '../../events/topics.js';
 import { encodeValue } from '../entries/entries.sql.js';
 import { fingerprint } from './fingerprint.js';
@@ -87,7 +88,26 @@ export class ErrorsService {
   constructor(
     private readonly database: DatabaseHandle,
     private readonly bus: EventBus,
+    private readonly config: ConfigService,
   ) {}
+
+  /** Deletes occurrences older than each tenant's metricsRetentionHours (patterns stay); returns how many. */
+  async removeExpired(): Promise<number> {
+    const tenants = await this.database.rows<{ id: string }>(sql`SELECT id FROM tenants ORDER BY id`);
+    let total = 0;
+    for (const { id } of tenants) {
+      const { metricsRetentionHours } = await this.config.get(id);
+      const [row] = await this.database.rows<{ count: number }>(sql`
+        WITH gone AS (
+          DELETE FROM error_occurrences o USING error_patterns p
+          WHERE o.pattern_id = p.id AND p.tenant_id = ${id} AND o.at < now() - make_interval(hours => ${metricsRetentionHours}::int)
+          RETURNING 1
+        )
+        SELECT count(*)::int AS count FROM gone`);
+      total += Number(row?.count ?? 0);
+    }
+    return total;
+  }
 
   /**
    * Records an occurrence as the calling agent, in one statement, and returns its pattern with the
