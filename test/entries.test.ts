@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, type Gateway, type GraphQLResponse, startGateway } from './support/gateway.js';
+import { CONTRACT_CODES } from './support/contract.js';
 
 /**
  * Entries through the HTTP surface (API contract §3–§5): values, versions and CAS, merge patch,
@@ -57,20 +58,6 @@ const PATCH = `mutation($input: PatchEntryInput!) { patchEntry(input: $input) { 
 const INCREMENT = `mutation($input: IncrementEntryInput!) { incrementEntry(input: $input) { ${ENTRY} } }`;
 const DELETE = 'mutation($input: DeleteEntryInput!) { deleteEntry(input: $input) }';
 const CREATE_NAMESPACE = 'mutation($input: CreateNamespaceInput!) { createNamespace(input: $input) { name schema defaultValue } }';
-
-const CONTRACT_CODES = [
-  'UNAUTHENTICATED',
-  'FORBIDDEN',
-  'NOT_FOUND',
-  'BAD_USER_INPUT',
-  'VERSION_CONFLICT',
-  'VALIDATION_FAILED',
-  'PAYLOAD_TOO_LARGE',
-  'QUOTA_EXCEEDED',
-  'RATE_LIMITED',
-  'REVISION_COMPACTED',
-  'QUERY_TOO_COMPLEX',
-];
 
 /** What an error response must never show (§3: no stack, SQL or secret reaches a client). */
 const LEAKS: [what: string, pattern: RegExp][] = [

@@ -8,21 +8,7 @@ import type { Client } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ADMIN_TOKEN, eventually, type Gateway, type Subscription, startGateway, subscribe } from './support/gateway.js';
-
-/** The codes of API.md §3. */
-const CONTRACT_CODES = [
-  'UNAUTHENTICATED',
-  'FORBIDDEN',
-  'NOT_FOUND',
-  'BAD_USER_INPUT',
-  'VERSION_CONFLICT',
-  'VALIDATION_FAILED',
-  'PAYLOAD_TOO_LARGE',
-  'QUOTA_EXCEEDED',
-  'RATE_LIMITED',
-  'REVISION_COMPACTED',
-  'QUERY_TOO_COMPLEX',
-];
+import { CONTRACT_CODES } from './support/contract.js';
 
 interface GraphQLErrorBody {
   message: string;
