@@ -120,6 +120,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
       feeds.wakeAll();
     },
   );
+  void bus.publish({ type: 'hello' });
 
   const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, Context>({
     schema,

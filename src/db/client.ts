@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import type { SQL } from 'drizzle-orm';
-import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { type PgDatabase, PgDialect, type PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
@@ -32,6 +32,7 @@ export interface DatabaseHandle {
 }
 
 const CHANNEL = 'statehouse';
+const dialect = new PgDialect();
 
 export interface OpenDatabaseOptions {
   databaseUrl: string | undefined;
@@ -52,12 +53,18 @@ function openPostgres(url: string, max: number): DatabaseHandle {
     connection: { TimeZone: 'UTC', application_name: 'statehouse' },
   });
   const db = drizzlePostgres(client, { schema });
+  // drizzle's execute() sends unnamed statements, so PostgreSQL would parse and plan every write's
+  // CTE again each time; as named prepared statements (cached per connection) they are planned once.
+  const run = <T>(on: postgres.Sql | postgres.TransactionSql, query: SQL) => {
+    const { sql: text, params } = dialect.sqlToQuery(query);
+    return on.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare: true }) as unknown as Promise<T[]>;
+  };
   return {
     db,
     kind: 'postgres',
     url,
-    rows: async <T>(query: SQL) => (await db.execute(query)) as unknown as T[],
-    transaction: (work) => db.transaction((tx) => work(async <R>(query: SQL) => (await tx.execute(query)) as unknown as R[])),
+    rows: <T>(query: SQL) => run<T>(client, query),
+    transaction: (work) => client.begin((tx) => work(<R>(query: SQL) => run<R>(tx, query))) as Promise<never>,
     listen: async (onMessage, onConnect) => {
       await client.listen(CHANNEL, onMessage, onConnect);
     },

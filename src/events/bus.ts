@@ -14,9 +14,13 @@ export type BusEvent =
   /** Fleet events (agents, metrics, errors, insights) for live subscriptions; see events/topics.ts. */
   | { type: 'topic'; tenantId: string; topic: string; items: unknown[] }
   /** This process may have missed messages (its LISTEN connection was re-established): drop every cache. */
-  | { type: 'reset' };
+  | { type: 'reset' }
+  /** A gateway process joined: others start sending it change notices. */
+  | { type: 'hello' };
 
 type Handler = (event: BusEvent) => void;
+
+const NOTIFY_INTERVAL_MS = 2;
 
 /** Events after which every process must drop caches before the mutation that caused them returns. */
 const isInvalidation = (event: BusEvent) => event.type === 'access' || event.type === 'tokens';
@@ -50,6 +54,7 @@ export class EventBus {
     this.deliver(event);
     if (!this.broadcast || event.type === 'reset') return;
     if (event.type === 'changes') {
+      if (this.processes && this.processes.peers === 0) return;
       const previous = this.pendingChanges.get(event.tenantId);
       if (previous === undefined || BigInt(previous) < BigInt(event.revision)) this.pendingChanges.set(event.tenantId, event.revision);
       this.scheduleFlush();
@@ -73,6 +78,7 @@ export class EventBus {
     try {
       const { origin, event, seq } = JSON.parse(payload) as { origin: string; event: BusEvent; seq?: string };
       if (origin === this.origin) return;
+      if (event.type === 'hello') this.processes?.countPeers().catch(() => {});
       this.deliver(event);
       if (seq !== undefined) {
         this.processes
@@ -94,14 +100,15 @@ export class EventBus {
     }
   }
 
+  /** One NOTIFY per tenant per few milliseconds: each is a durable commit serialized on the notification queue. */
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    setImmediate(() => {
+    setTimeout(() => {
       this.flushScheduled = false;
       for (const [tenantId, revision] of this.pendingChanges) this.send({ event: { type: 'changes', tenantId, revision } });
       this.pendingChanges.clear();
-    });
+    }, NOTIFY_INTERVAL_MS);
   }
 
   private send(message: { event: BusEvent; seq?: string }): void {

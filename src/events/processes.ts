@@ -15,6 +15,12 @@ const ALIVE_SECONDS = 10;
 export class ProcessRegistry {
   readonly id = randomUUID();
   private heartbeat: NodeJS.Timeout | undefined;
+  /**
+   * Other live processes, as last counted: with none, change notices need no NOTIFY (each costs a
+   * durable commit serialized on the notification queue). Recounted on every heartbeat and when a
+   * process says hello; a newcomer's subscribers are covered meanwhile by the feed's safety poll.
+   */
+  peers = 0;
 
   constructor(
     private readonly database: DatabaseHandle,
@@ -25,12 +31,21 @@ export class ProcessRegistry {
     await this.database.rows(sql`
       INSERT INTO gateway_processes (id, seen) VALUES (${this.id}, (SELECT last_value FROM bus_sequence))
       ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()`);
+    await this.countPeers();
     this.heartbeat = setInterval(() => {
       this.database
         .rows(sql`UPDATE gateway_processes SET heartbeat_at = now() WHERE id = ${this.id}`)
+        .then(() => this.countPeers())
         .catch((error: unknown) => this.logger.warn({ err: error }, 'process heartbeat failed'));
     }, HEARTBEAT_MS);
     this.heartbeat.unref();
+  }
+
+  async countPeers(): Promise<void> {
+    const [row] = await this.database.rows<{ peers: number }>(sql`
+      SELECT count(*)::int AS peers FROM gateway_processes
+      WHERE id <> ${this.id} AND heartbeat_at > now() - make_interval(secs => ${ALIVE_SECONDS})`);
+    this.peers = Number(row?.peers ?? 0);
   }
 
   async leave(): Promise<void> {

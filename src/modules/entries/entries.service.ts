@@ -24,7 +24,7 @@ import {
   positionCondition,
   toChange,
   toEntry,
-  watermark as readWatermark,
+  WATERMARK,
 } from './entries.sql.js';
 export interface Entry {
   namespace: string;
@@ -490,7 +490,7 @@ export class EntriesService {
     const filter = options.namespaces === null ? sql`true` : sql`namespace = ANY(${sql.param([...options.namespaces])}::text[])`;
     const upTo = options.upTo === undefined ? sql`true` : positionCondition('<=', options.upTo);
     const rows = await this.database.rows<ChangeRow & { watermark: string }>(sql`
-      WITH w AS (SELECT ${await readWatermark(this.database)} AS watermark)
+      WITH w AS (SELECT ${WATERMARK} AS watermark)
       SELECT c.*, w.watermark::text AS watermark FROM w LEFT JOIN LATERAL (
         SELECT ${CHANGE_COLUMNS} FROM changes
         WHERE tenant_id = ${tenantId} AND revision < w.watermark AND ${filter} AND ${upTo}
@@ -503,7 +503,7 @@ export class EntriesService {
   /** The newest final revision of a tenant: where a live feed starts. */
   async headRevision(tenantId: string): Promise<string> {
     const [row] = await this.database.rows<{ revision: string | null }>(sql`
-      SELECT max(revision)::text AS revision FROM changes WHERE tenant_id = ${tenantId} AND revision < ${await readWatermark(this.database)}`);
+      SELECT max(revision)::text AS revision FROM changes WHERE tenant_id = ${tenantId} AND revision < ${WATERMARK}`);
     return row?.revision ?? '0';
   }
 

@@ -1,6 +1,5 @@
 import { type SQL, sql } from 'drizzle-orm';
 import { badInput, payloadTooLarge } from '../../domain/errors.js';
-import type { DatabaseHandle } from '../../db/client.js';
 import type { LogPosition } from '../../events/change-feed.js';
 import type { ChangeOp, Entry, EntryChange } from './entries.service.js';
 
@@ -69,34 +68,14 @@ export const lockName = (tenantId: string, namespace: string, scope: string, key
 export const KEY_LOCK_NAME = sql.raw(`concat_ws(chr(31), tenant_id, namespace, scope, key)`);
 
 /**
- * Below the watermark every transaction that writes changes has ended, so changes there are final
- * and become visible in revision order. On PGlite (one connection, nothing runs alongside) it is
- * simply the oldest running transaction. On PostgreSQL that would be server-wide — any long
- * transaction in any database would hold delivery back — so it is computed from Statehouse's own
- * writers: each holds an advisory lock from before it has a transaction id until it ends, so the
- * smallest transaction id among holders of advisory locks in this database (or the next id to be
- * assigned, if none) bounds every revision still to come. That must be read in a statement of its
- * own, before the statement that reads below it takes its snapshot.
+ * Below the watermark every transaction has ended, so changes there are final and become visible
+ * in revision order: the oldest transaction still running (PostgreSQL's snapshot xmin). It is
+ * server-wide, so a long transaction anywhere on the server holds delivery back (never
+ * correctness) until it ends — see README, Architecture. A watermark from Statehouse's own writers
+ * only (pg_locks / pg_stat_activity) was tried and lost changes under load: a writer can become
+ * visible in the reader's snapshot as running without yet being seen as a lock holder.
  */
-export async function watermark(database: DatabaseHandle): Promise<SQL> {
-  if (database.kind === 'pglite') return sql.raw('pg_snapshot_xmin(pg_current_snapshot())::text::bigint');
-  const [row] = await database.rows<{ watermark: string }>(sql`
-    WITH next AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xid),
-    holders AS (
-      SELECT max(transactionid::text::bigint) FILTER (WHERE locktype = 'transactionid') AS low
-      FROM pg_locks
-      WHERE locktype = 'transactionid'
-         OR (locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))
-      GROUP BY pid
-      HAVING bool_or(locktype = 'advisory')
-    )
-    SELECT least(next.xid, (
-      SELECT min(CASE WHEN ((next.xid >> 32) << 32) + low > next.xid THEN ((next.xid >> 32) << 32) + low - 4294967296
-                      ELSE ((next.xid >> 32) << 32) + low END)
-      FROM holders WHERE low IS NOT NULL))::text AS watermark
-    FROM next`);
-  return sql`${row?.watermark ?? '0'}::bigint`;
-}
+export const WATERMARK = sql.raw('pg_snapshot_xmin(pg_current_snapshot())::text::bigint');
 export const LIVE = sql.raw('NOT deleted AND (expires_at IS NULL OR expires_at > now())');
 
 export function positionCondition(operator: '>' | '<=', position: LogPosition): SQL {

@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../../db/client.js';
-import { watermark } from '../entries/entries.sql.js';
+import { WATERMARK } from '../entries/entries.sql.js';
 import type { ConfigService } from '../tenants/config.service.js';
 
 export interface SystemOverview {
@@ -42,7 +42,7 @@ export class SystemService {
         (SELECT count(*)::int FROM entries WHERE tenant_id = ${tenantId} AND NOT deleted
            AND (expires_at IS NULL OR expires_at > now())) AS entries,
         (SELECT coalesce(max(revision), 0)::text FROM changes WHERE tenant_id = ${tenantId}
-           AND revision < ${await watermark(this.database)}) AS revision,
+           AND revision < ${WATERMARK}) AS revision,
         (SELECT count(*)::int FROM error_occurrences o JOIN error_patterns p ON p.id = o.pattern_id
            WHERE p.tenant_id = ${tenantId} AND o.at > now() - interval '1 hour') AS errors_last_hour,
         (SELECT count(*)::int FROM insights WHERE tenant_id = ${tenantId} AND acted_upon_at IS NULL) AS open_insights`);
