@@ -53,14 +53,8 @@ export interface EntryChange {
   actor: string | null;
 }
 
-export interface EntryVersion {
-  version: number;
-  revision: string;
-  op: ChangeOp;
-  value: unknown;
-  at: Date;
-  actor: string | null;
-}
+/** One version of an entry, as `entryHistory` lists it. */
+export type EntryVersion = Omit<EntryChange, 'namespace' | 'scope' | 'key'>;
 
 export interface Page<T> {
   nodes: T[];

@@ -1,7 +1,7 @@
 import { type SQL, sql } from 'drizzle-orm';
 import { badInput, payloadTooLarge } from '../../domain/errors.js';
 import type { LogPosition } from '../../events/change-feed.js';
-import type { ChangeOp, Entry, EntryChange } from './entries.service.js';
+import type { Entry, EntryChange } from './entries.service.js';
 
 /** SQL fragments, row shapes and value encoding shared by the entry services. */
 export const MAX_VALUE_BYTES = 1_048_576;
@@ -20,17 +20,8 @@ export interface EntryRow {
   expires_at: string | null;
 }
 
-export interface ChangeRow {
-  revision: string;
-  op: ChangeOp;
-  namespace: string;
-  scope: string;
-  key: string;
-  version: number;
-  value: unknown;
-  at: string;
-  actor: string | null;
-}
+/** A change as the driver returns it: times as text. */
+export type ChangeRow = Omit<EntryChange, 'at'> & { at: string };
 
 export const ENTRY_COLUMNS = sql.raw(
   'namespace, scope, key, value, version, revision::text AS revision, created_at, updated_at, updated_by, expires_at',
