@@ -16,6 +16,7 @@ import { type Client, createClient } from 'graphql-ws';
 import postgres from 'postgres';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { MIGRATION_LOCK } from '../src/db/migrate.js';
 import { backend, createTestDatabase, type TestDatabase } from './support/database.js';
 import {
   ADMIN_TOKEN,
@@ -455,14 +456,14 @@ describe.runIf(backend === 'postgres')('two gateways on one PostgreSQL database'
     const url = await emptyPostgresDatabase();
     const env = { DATABASE_URL: url, STATEHOUSE_ADMIN_TOKEN: ADMIN_TOKEN };
 
-    // Both must migrate the empty database at the same moment. An uncommitted CREATE SCHEMA of the
-    // migrations schema holds whichever reaches it first; once both wait (on it, or on the other's
-    // migration lock), it is rolled back and they go. The advisory lock must let one migrate at a time.
+    // Both must migrate the empty database at the same moment: the gate holds the migration lock
+    // until both wait on it, then lets go; the lock must then let one migrate at a time. (A session
+    // lock, not an open transaction: a transaction id held here would stall every change feed on
+    // the server, other test files' included.)
     const gate = postgres(url, { max: 2, onnotice: () => {} });
     cleanups.push(() => gate.end({ timeout: 1 }));
     const held = await gate.reserve();
-    await held`BEGIN`;
-    await held`CREATE SCHEMA drizzle`;
+    await held`SELECT pg_advisory_lock(${MIGRATION_LOCK})`;
     const starting = Promise.all([startProcess(env), startProcess(env)]);
     starting.catch(() => {});
     const databaseName = new URL(url).pathname.slice(1);
@@ -475,7 +476,7 @@ describe.runIf(backend === 'postgres')('two gateways on one PostgreSQL database'
       60_000,
       'both processes to reach their migrations',
     );
-    await held`ROLLBACK`;
+    await held`SELECT pg_advisory_unlock(${MIGRATION_LOCK})`;
     held.release();
     const [one, two] = await starting;
 

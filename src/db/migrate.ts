@@ -10,7 +10,7 @@ import type * as schema from './schema.js';
 const migrationsFolder = fileURLToPath(new URL('../../drizzle', import.meta.url));
 
 /** Any constant: the advisory lock that lets only one gateway process migrate at a time. */
-const MIGRATION_LOCK = 7_461_536_571;
+export const MIGRATION_LOCK = 7_461_536_571;
 
 /** Applies drizzle-kit's migrations; already-applied ones are skipped, so a second run is a no-op. */
 export async function migrate(handle: DatabaseHandle): Promise<void> {
