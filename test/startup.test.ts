@@ -52,7 +52,8 @@ async function viewerRole(url: string, token: string): Promise<unknown> {
   return response.json();
 }
 
-describe('npm start', () => {
+// Each start of a fresh embedded database runs initdb: slow on a busy machine.
+describe('npm start', { timeout: 120_000 }, () => {
   let dataDir: string;
   let db: TestDatabase | undefined;
   let env: Record<string, string>;

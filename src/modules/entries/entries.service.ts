@@ -68,11 +68,36 @@ export interface EntryAddress {
 }
 
 export class EntriesService {
+  /** The newest revision each tenant is known to have committed (from change notices). */
+  private readonly committed = new Map<string, bigint>();
+
   constructor(
     private readonly database: DatabaseHandle,
     private readonly access: AccessService,
     private readonly bus: EventBus,
-  ) {}
+  ) {
+    bus.on((event) => {
+      if (event.type !== 'changes') return;
+      const revision = BigInt(event.revision);
+      if (revision > (this.committed.get(event.tenantId) ?? 0n)) this.committed.set(event.tenantId, revision);
+    });
+  }
+
+  /**
+   * Read-your-writes for `changes`: a write this process has acknowledged is below the watermark
+   * within moments, unless an unrelated transaction on the server holds the watermark back. Wait
+   * for it (bounded), so a client that just wrote sees its write in the log.
+   */
+  private async awaitCommitted(tenantId: string): Promise<void> {
+    const wanted = this.committed.get(tenantId);
+    if (wanted === undefined) return;
+    const deadline = Date.now() + 2_000;
+    for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
+      const [row] = await this.database.rows<{ watermark: string }>(sql`SELECT ${WATERMARK}::text AS watermark`);
+      if (BigInt(row?.watermark ?? '0') > wanted || Date.now() > deadline) return;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
 
   private async settings(tenantId: string, namespace: string): Promise<NamespaceSettings> {
     const settings = await this.access.namespace(tenantId, namespace);
@@ -506,6 +531,7 @@ export class EntriesService {
     input: { namespaces: readonly string[] | null; afterRevision?: string | null; first?: number | null; after?: string | null },
   ): Promise<Page<EntryChange>> {
     const first = checkFirst(input.first ?? 100);
+    await this.awaitCommitted(tenantId);
     if (input.afterRevision && !input.after)
       await this.checkResumeRevision(tenantId, input.afterRevision, 'afterRevision', input.namespaces);
     let after: LogPosition = { revision: input.afterRevision ?? '0' };
