@@ -8,6 +8,7 @@ import { AccessService } from './auth/access.js';
 import { Authenticator } from './auth/authenticator.js';
 import { authorizationOf, bearerToken } from './auth/tokens.js';
 import { type Context, createContext, type Services } from './context.js';
+import { useDashboard } from './dashboard/dashboard.plugin.js';
 import type { DatabaseHandle } from './db/client.js';
 import { EventBus } from './events/bus.js';
 import { ProcessRegistry } from './events/processes.js';
@@ -140,6 +141,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     },
     context: ({ request, connectionParams }) => createContext(services, connectionParams ? { connectionParams } : { request }),
     plugins: [
+      useDashboard(),
       useRequestErrorCodes(),
       useReadinessCheck({
         endpoint: '/ready',

@@ -1,0 +1,1046 @@
+// The fleet dashboard: every figure on the page comes from the public GraphQL API with the user's token.
+import { createApi, GraphQLFailure, NetworkFailure } from './api.js';
+
+// ── Operations ──────────────────────────────────────────────────────────────────────────────────────
+// Named, so they read well in server logs and traces; each panel asks for what it shows and no more.
+
+const SESSION = `query DashboardSession {
+  viewer { tenant role agent { id } }
+  config
+}`;
+
+const OVERVIEW = `query Overview {
+  systemOverview { agentsByStatus activeAgents namespaces entries revision errorsLastHour openInsights }
+}`;
+
+const AGENT_FIELDS = 'id name type status active lastHeartbeatAt heartbeat capabilities';
+const AGENTS = `query Agents { agents { ${AGENT_FIELDS} } }`;
+const AGENT_CHANGED = `subscription AgentChanged { agentChanged { ${AGENT_FIELDS} } }`;
+
+const METRIC_NAMES = 'query MetricNames { metricSummary { name } }';
+const METRIC = `query Metric($name: String!, $since: DateTime!, $bucketSeconds: Int!) {
+  metricSeries(name: $name, since: $since, bucketSeconds: $bucketSeconds) { at count avg min max }
+  metricSummary(name: $name, since: $since) { count avg p50 p95 p99 last unit }
+}`;
+const METRIC_RECORDED = 'subscription MetricRecorded($name: String) { metricRecorded(name: $name) { name value at } }';
+
+const ERROR_FIELDS = 'id type fingerprint sampleMessage count firstSeenAt lastSeenAt agentIds';
+const ERRORS = `query ErrorPatterns { errorPatterns { ${ERROR_FIELDS} } }`;
+const ERROR_REPORTED = `subscription ErrorReported { errorReported { ${ERROR_FIELDS} } }`;
+
+const INSIGHT_FIELDS = 'id type content priority sourceAgentId createdAt actedUpon actedUponAt';
+const INSIGHTS = `query Insights($minPriority: Priority, $actedUpon: Boolean) {
+  insights(minPriority: $minPriority, actedUpon: $actedUpon, first: 100) { ${INSIGHT_FIELDS} }
+}`;
+const INSIGHT_ADDED = `subscription InsightAdded($minPriority: Priority) { insightAdded(minPriority: $minPriority) { ${INSIGHT_FIELDS} } }`;
+const MARK_ACTED_UPON = `mutation MarkInsightActedUpon($id: ID!) { markInsightActedUpon(id: $id) { ${INSIGHT_FIELDS} } }`;
+
+const ENTRY_CHANGED = `subscription EntryChanged($afterRevision: Revision) {
+  entryChanged(afterRevision: $afterRevision) { revision op namespace scope key version value at actor }
+}`;
+
+const NAMESPACES = 'query Namespaces { namespaces { name description sensitive openAccess entryCount } }';
+const ENTRIES = `query Entries($namespace: String!, $prefix: String, $after: String) {
+  entries(namespace: $namespace, prefix: $prefix, first: 50, after: $after) {
+    nodes { scope key value version updatedAt updatedBy expiresAt }
+    pageInfo { hasNextPage endCursor }
+  }
+}`;
+const HISTORY = `query EntryHistory($namespace: String!, $scope: String!, $key: String!) {
+  entryHistory(namespace: $namespace, scope: $scope, key: $key, first: 50) { version revision op value at actor }
+}`;
+
+// ── Small helpers ───────────────────────────────────────────────────────────────────────────────────
+
+const TOKEN_KEY = 'statehouse.dashboard.token';
+const FEED_KEY = 'statehouse.dashboard.feed';
+const STATUSES = ['STARTING', 'IDLE', 'BUSY', 'ERROR', 'STOPPED'];
+const PRIORITIES = ['LOW', 'MEDIUM', 'HIGH', 'CRITICAL'];
+const FEED_LENGTH = 200;
+
+const $ = (selector, root = document) => root.querySelector(selector);
+
+/** An element; children are elements or text, never parsed as HTML. */
+function h(tag, props = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === 'class') element.className = value;
+    else if (name === 'dataset') Object.assign(element.dataset, value);
+    else if (name.startsWith('on')) element.addEventListener(name.slice(2), value);
+    else if (name in element) element[name] = value;
+    else element.setAttribute(name, value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined && child !== false) element.append(typeof child === 'object' ? child : String(child));
+  }
+  return element;
+}
+
+function ago(iso, now = Date.now()) {
+  if (!iso) return 'never';
+  const seconds = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  if (seconds < 60) return `${seconds} s ago`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
+  return `${Math.floor(seconds / 86400)} d ago`;
+}
+
+/** A relative time that the ticker below keeps current. */
+const age = (iso) =>
+  iso
+    ? h('time', { class: 'age', dateTime: iso, title: new Date(iso).toLocaleString() }, ago(iso))
+    : h('span', { class: 'muted' }, 'never');
+
+const figure = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
+
+function compact(value, max = 140) {
+  const text = JSON.stringify(value) ?? '';
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+/** A value as JSON, or why there is none: deleted, expired, or withheld from this token. */
+function valueCell(value, op = 'SET') {
+  if (op !== 'SET') return h('span', { class: 'muted' }, '—');
+  if (value === null || value === undefined)
+    return h('span', { class: 'muted hidden-value', title: 'Not readable with this token' }, 'hidden');
+  return h('code', { class: 'value', title: compact(value, 4000) }, compact(value));
+}
+
+const badge = (text, kind = text) => h('span', { class: `badge ${String(kind).toLowerCase()}` }, text);
+
+/** A table; a heading ending in `#` is a right-aligned number column. */
+const table = (headings, rows) =>
+  h(
+    'table',
+    {},
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        headings.map((heading) => (heading.endsWith('#') ? h('th', { class: 'number' }, heading.slice(0, -1)) : h('th', {}, heading))),
+      ),
+    ),
+    h('tbody', {}, rows),
+  );
+
+/** Replaces a panel's content with a state message: loading, empty, forbidden or error. */
+function showState(slot, state, text) {
+  slot.replaceChildren(h('p', { class: `state ${state}`, dataset: { state } }, text));
+}
+
+/** Runs at most one `task` at a time; a call while one runs runs it once more afterwards. */
+function serial(task) {
+  let running = null;
+  let again = false;
+  const run = async () => {
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = (async () => {
+      try {
+        do {
+          again = false;
+          await task();
+        } while (again);
+      } finally {
+        running = null;
+      }
+    })();
+    return running;
+  };
+  return run;
+}
+
+function debounce(fn, ms) {
+  let timer;
+  return () => {
+    clearTimeout(timer);
+    timer = setTimeout(fn, ms);
+  };
+}
+
+/**
+ * A list kept current: `items` (by id) is read with `query`, then each `subscription` event replaces its
+ * item. The subscription starts first, so a change made during the read is not lost; many events a second
+ * are drawn once a frame.
+ */
+function liveList(s, { slot, loading, items, query, variables = () => ({}), read, subscription, event, render, onEvent = () => {} }) {
+  let loaded = false;
+  let frame = 0;
+  const draw = () => {
+    frame = 0;
+    render();
+  };
+  const refresh = serial(async () => {
+    try {
+      const data = await s.api.request(query, variables());
+      items.clear();
+      for (const item of read(data)) items.set(item.id, item);
+      loaded = true;
+      draw();
+    } catch (error) {
+      showFailure(slot, error);
+    }
+  });
+  showState(slot, 'loading', loading);
+  s.live(
+    subscription,
+    () => ({}),
+    (data) => {
+      const item = event(data);
+      items.set(item.id, item);
+      if (loaded && !frame) frame = requestAnimationFrame(draw);
+      onEvent(item);
+    },
+    (error) => showFailure(slot, error),
+  );
+  void refresh();
+  return refresh;
+}
+
+// ── Session: sign-in, sign-out, the socket's state ─────────────────────────────────────────────────
+
+let session = null;
+
+function setView(view) {
+  document.body.dataset.view = view;
+}
+
+function showSignIn(message) {
+  setView('signin');
+  const error = $('#signin-error');
+  error.hidden = !message;
+  error.textContent = message ?? '';
+  $('#signin-form button').disabled = false;
+  $('#token').focus();
+}
+
+function signOut(message) {
+  session?.close();
+  session = null;
+  sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(FEED_KEY);
+  // Nothing the last token could read stays in the page.
+  for (const element of document.querySelectorAll(
+    '#dashboard [data-slot], #overview, #metric-summary, #browser .body > *, .panel header .muted, #who',
+  )) {
+    element.replaceChildren();
+  }
+  showSignIn(message);
+}
+
+async function onSignIn(event) {
+  event.preventDefault();
+  const input = $('#token');
+  const token = input.value.trim();
+  if (!token) return;
+  $('#signin-form button').disabled = true;
+  if (await open(token)) input.value = '';
+}
+
+function showConnection(state, detail) {
+  const pill = $('#connection');
+  const banner = $('#banner');
+  pill.dataset.state = state;
+  if (state === 'rejected') {
+    signOut('The gateway no longer accepts this token. Sign in again.');
+    return;
+  }
+  pill.textContent = { connecting: 'Connecting…', live: 'Live', reconnecting: 'Reconnecting…' }[state] ?? state;
+  banner.hidden = state !== 'reconnecting';
+  if (state === 'reconnecting') {
+    const seconds = Math.max(1, Math.round((detail.inMs ?? 1000) / 1000));
+    banner.textContent = `The live connection dropped. Reconnecting in about ${seconds} s; figures may be out of date until then.`;
+  }
+}
+
+/** What a failed request means for a panel; an unusable token ends the session. */
+function showFailure(slot, error) {
+  if (error instanceof GraphQLFailure && error.code === 'UNAUTHENTICATED') {
+    signOut('The gateway no longer accepts this token. Sign in again.');
+  } else if (error instanceof GraphQLFailure && error.code === 'FORBIDDEN') {
+    showState(slot, 'forbidden', 'This token may not see this.');
+  } else if (error instanceof NetworkFailure) {
+    showState(slot, 'error', 'The gateway cannot be reached; retrying.');
+  } else {
+    showState(slot, 'error', error.message);
+  }
+}
+
+/** Signs in with `token`: checks it, then mounts every panel. Returns whether it worked. */
+async function open(token) {
+  session?.close();
+  // A subscription is registered a moment after its socket connects, and a read may have raced it; so
+  // shortly after every (re)connection the panels read again. The feed needs no such help: it resumes.
+  const api = createApi(token, {
+    onStatus: showConnection,
+    onConnected: () => setTimeout(() => session?.api === api && session.refreshAll(), 1000),
+  });
+  let viewer;
+  let config;
+  try {
+    ({ viewer, config } = await api.request(SESSION));
+  } catch (error) {
+    api.close();
+    if (error instanceof NetworkFailure && sessionStorage.getItem(TOKEN_KEY) === token) {
+      setView('boot');
+      $('#boot').textContent = 'The gateway cannot be reached. Trying again…';
+      setTimeout(() => open(token), 3000);
+      return false;
+    }
+    sessionStorage.removeItem(TOKEN_KEY);
+    showSignIn(error instanceof GraphQLFailure && error.code === 'UNAUTHENTICATED' ? 'This token is not valid.' : error.message);
+    return false;
+  }
+  sessionStorage.setItem(TOKEN_KEY, token);
+
+  const disposers = [];
+  const s = {
+    api,
+    viewer,
+    activeWindowSeconds: config?.activeWindowSeconds ?? 300,
+    canAct: viewer.role === 'ADMIN' || viewer.role === 'AGENT',
+    onDispose: (fn) => disposers.push(fn),
+    every: (ms, fn) => {
+      const id = setInterval(fn, ms);
+      disposers.push(() => clearInterval(id));
+    },
+    live: (query, variables, onData, onError) => disposers.push(api.subscribe(query, variables, onData, onError)),
+    close: () => {
+      for (const dispose of disposers.splice(0)) dispose();
+      api.close();
+    },
+  };
+  session = s;
+  $('#who').textContent = `${viewer.tenant} · ${viewer.role}${viewer.agent ? ` · ${viewer.agent.id}` : ''}`;
+  showConnection('connecting', {});
+  setView('dashboard');
+
+  const overview = mountOverview(s);
+  const agents = mountAgents(s);
+  const metrics = mountMetrics(s);
+  const errors = mountErrors(s);
+  const insights = mountInsights(s);
+  const browser = mountBrowser(s);
+  mountFeed(s, {
+    onChange: (change) => {
+      overview.soon();
+      browser.changed(change);
+    },
+  });
+  overview.onChange((now, before) => {
+    if (before && now.openInsights !== before.openInsights) insights.refresh();
+    if (before && (now.namespaces !== before.namespaces || now.entries !== before.entries)) browser.refreshNamespaces();
+  });
+  agents.onChange(overview.soon);
+  errors.onChange(overview.soon);
+  s.refreshAll = () => [overview, agents, metrics, errors, insights, browser].forEach((panel) => panel.refresh());
+  s.every(1000, () => {
+    const now = Date.now();
+    for (const time of document.querySelectorAll('time.age')) time.textContent = ago(time.dateTime, now);
+    agents.tick(now);
+  });
+  return true;
+}
+
+// ── Overview tiles ──────────────────────────────────────────────────────────────────────────────────
+
+function mountOverview(s) {
+  const root = $('#overview');
+  const listeners = [];
+  let last = null;
+  const tile = (key, label, value, sub, tone) =>
+    h(
+      'div',
+      { class: `tile${tone ? ` ${tone}` : ''}`, dataset: { tile: key } },
+      h('span', { class: 'label' }, label),
+      h('strong', { class: 'value' }, value),
+      sub ? h('span', { class: 'sub' }, sub) : null,
+    );
+
+  const refresh = serial(async () => {
+    let overview;
+    try {
+      ({ systemOverview: overview } = await s.api.request(OVERVIEW));
+    } catch (error) {
+      if (!last) showFailure(root, error);
+      return;
+    }
+    const byStatus = overview.agentsByStatus ?? {};
+    const total = Object.values(byStatus).reduce((sum, n) => sum + n, 0);
+    root.setAttribute('aria-busy', 'false');
+    root.replaceChildren(
+      tile('activeAgents', 'Active agents', figure.format(overview.activeAgents), `of ${figure.format(total)} registered`),
+      h(
+        'div',
+        { class: 'tile statuses', dataset: { tile: 'agentsByStatus' } },
+        h('span', { class: 'label' }, 'Agents by status'),
+        h(
+          'div',
+          { class: 'status-counts' },
+          STATUSES.filter((status) => byStatus[status]).map((status) => h('span', {}, badge(status), ` ${byStatus[status]}`)),
+          total === 0 ? h('span', { class: 'muted' }, 'none yet') : null,
+        ),
+      ),
+      tile('namespaces', 'Namespaces', figure.format(overview.namespaces)),
+      tile('entries', 'Entries', figure.format(overview.entries)),
+      tile('revision', 'Revision', overview.revision),
+      tile(
+        'errorsLastHour',
+        'Errors, last hour',
+        figure.format(overview.errorsLastHour),
+        null,
+        overview.errorsLastHour > 0 ? 'warn' : null,
+      ),
+      tile('openInsights', 'Open insights', figure.format(overview.openInsights)),
+    );
+    const before = last;
+    last = overview;
+    for (const listener of listeners) listener(overview, before);
+  });
+
+  showState(root, 'loading', 'Loading overview…');
+  void refresh();
+  // systemOverview is one cheap query, meant to be polled; events in between make it sooner.
+  s.every(5000, () => document.hidden || refresh());
+  const onVisible = () => document.hidden || refresh();
+  document.addEventListener('visibilitychange', onVisible);
+  s.onDispose(() => document.removeEventListener('visibilitychange', onVisible));
+  return { refresh, soon: debounce(refresh, 300), onChange: (listener) => listeners.push(listener) };
+}
+
+// ── Agents ──────────────────────────────────────────────────────────────────────────────────────────
+
+function mountAgents(s) {
+  const slot = $('#agents [data-slot]');
+  const typeFilter = $('#agent-type');
+  const statusFilter = $('#agent-status');
+  const agents = new Map();
+  const listeners = [];
+
+  statusFilter.replaceChildren(h('option', { value: '' }, 'all'), ...STATUSES.map((status) => h('option', { value: status }, status)));
+  typeFilter.replaceChildren(h('option', { value: '' }, 'all'));
+  const isActive = (agent, now = Date.now()) =>
+    agent.lastHeartbeatAt !== null && now - Date.parse(agent.lastHeartbeatAt) <= s.activeWindowSeconds * 1000;
+
+  function render() {
+    const types = [...new Set([...agents.values()].map((agent) => agent.type))].sort();
+    const chosenType = typeFilter.value;
+    typeFilter.replaceChildren(h('option', { value: '' }, 'all'), ...types.map((type) => h('option', { value: type }, type)));
+    typeFilter.value = types.includes(chosenType) ? chosenType : '';
+    if (agents.size === 0) return showState(slot, 'empty', 'No agents registered yet. registerAgent adds one.');
+    const shown = [...agents.values()]
+      .filter(
+        (agent) => (!typeFilter.value || agent.type === typeFilter.value) && (!statusFilter.value || agent.status === statusFilter.value),
+      )
+      .sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
+    if (shown.length === 0) return showState(slot, 'empty', 'No agent matches these filters.');
+    const rows = shown.map((agent) =>
+      h(
+        'tr',
+        { class: isActive(agent) ? '' : 'inactive', dataset: { agentId: agent.id, status: agent.status } },
+        h('td', {}, h('strong', {}, agent.name), agent.name !== agent.id ? h('span', { class: 'muted id' }, agent.id) : null),
+        h('td', {}, agent.type),
+        h('td', {}, badge(agent.status)),
+        h('td', { class: 'heartbeat', title: agent.heartbeat === null ? '' : compact(agent.heartbeat, 2000) }, age(agent.lastHeartbeatAt)),
+        h(
+          'td',
+          {},
+          agent.capabilities.length
+            ? agent.capabilities.map((capability) => h('span', { class: 'chip' }, capability))
+            : h('span', { class: 'muted' }, '—'),
+        ),
+      ),
+    );
+    slot.replaceChildren(table(['Agent', 'Type', 'Status', 'Last heartbeat', 'Capabilities'], rows));
+  }
+  typeFilter.onchange = render;
+  statusFilter.onchange = render;
+  const refresh = liveList(s, {
+    slot,
+    loading: 'Loading agents…',
+    items: agents,
+    query: AGENTS,
+    read: (data) => data.agents,
+    subscription: AGENT_CHANGED,
+    event: (data) => data.agentChanged,
+    render,
+    onEvent: () => listeners.forEach((listener) => listener()),
+  });
+  return {
+    refresh,
+    onChange: (listener) => listeners.push(listener),
+    tick: (now) => {
+      for (const row of slot.querySelectorAll('tr[data-agent-id]')) {
+        const agent = agents.get(row.dataset.agentId);
+        if (agent) row.classList.toggle('inactive', !isActive(agent, now));
+      }
+    },
+  };
+}
+
+// ── Metrics ─────────────────────────────────────────────────────────────────────────────────────────
+
+const BUCKETS = { 900: 10, 3600: 60, 86400: 900 };
+
+function mountMetrics(s) {
+  const slot = $('#metrics [data-slot]');
+  const nameSelect = $('#metric-name');
+  const windowSelect = $('#metric-window');
+  const chartBox = $('#metric-chart');
+  const summaryBox = $('#metric-summary');
+  let plot = null;
+  let range = [0, 1];
+  let stopLive = null;
+  let following;
+
+  const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  function draw(points) {
+    const data = [points.map((p) => Date.parse(p.at) / 1000), points.map((p) => p.avg), points.map((p) => p.max)];
+    chartBox.dataset.points = String(points.length);
+    if (plot) return plot.setData(data);
+    const axis = { stroke: css('--muted'), grid: { stroke: css('--grid'), width: 1 }, ticks: { stroke: css('--grid'), width: 1 } };
+    plot = new window.uPlot(
+      {
+        width: Math.max(chartBox.clientWidth, 200),
+        height: 220,
+        scales: { x: { time: true, range: () => range } },
+        series: [
+          {},
+          { label: 'avg', stroke: css('--accent'), fill: css('--accent-soft'), width: 2, points: { size: 5 } },
+          { label: 'max', stroke: css('--muted'), width: 1, dash: [4, 4], points: { show: false } },
+        ],
+        axes: [axis, { ...axis, size: 56 }],
+        legend: { live: true },
+      },
+      data,
+      chartBox,
+    );
+  }
+  const resize = new ResizeObserver(() => plot?.setSize({ width: Math.max(chartBox.clientWidth, 200), height: 220 }));
+  resize.observe(chartBox);
+  s.onDispose(() => {
+    resize.disconnect();
+    plot?.destroy();
+    plot = null;
+    chartBox.dataset.points = '0';
+  });
+
+  function showSummary(summary) {
+    const item = (key, label, value) => h('div', { dataset: { figure: key } }, h('dt', {}, label), h('dd', {}, value));
+    const unit = summary?.unit ? ` ${summary.unit}` : '';
+    const format = (value) => (summary ? `${figure.format(value)}${unit}` : '—');
+    summaryBox.replaceChildren(
+      item('count', 'points', summary ? figure.format(summary.count) : '0'),
+      item('p50', 'p50', format(summary?.p50)),
+      item('p95', 'p95', format(summary?.p95)),
+      item('p99', 'p99', format(summary?.p99)),
+      item('avg', 'avg', format(summary?.avg)),
+      item('last', 'last', format(summary?.last)),
+    );
+  }
+
+  const load = serial(async () => {
+    const name = nameSelect.value;
+    if (!name) return;
+    const seconds = Number(windowSelect.value);
+    const to = Date.now();
+    const since = new Date(to - seconds * 1000).toISOString();
+    try {
+      const { metricSeries, metricSummary } = await s.api.request(METRIC, { name, since, bucketSeconds: BUCKETS[seconds] });
+      if (name !== nameSelect.value) return;
+      range = [to / 1000 - seconds, to / 1000 + BUCKETS[seconds]];
+      chartBox.hidden = false;
+      showSummary(metricSummary[0]);
+      draw(metricSeries);
+      if (metricSeries.length === 0) showState(slot, 'empty', 'No points in this window.');
+      else slot.replaceChildren();
+    } catch (error) {
+      showFailure(slot, error);
+    }
+  });
+  const loadSoon = debounce(load, 200);
+
+  // Percentiles cannot be updated from one point, so each new point of the chosen metric asks for the
+  // figures again. With no metric yet, any first point fills the list.
+  function follow(name) {
+    if (stopLive && name === following) return;
+    stopLive?.();
+    following = name;
+    stopLive = s.api.subscribe(
+      METRIC_RECORDED,
+      () => ({ name }),
+      name ? loadSoon : refreshSoon,
+      (error) => showFailure(slot, error),
+    );
+  }
+  s.onDispose(() => stopLive?.());
+
+  const refresh = serial(async () => {
+    let names;
+    try {
+      ({ metricSummary: names } = await s.api.request(METRIC_NAMES));
+    } catch (error) {
+      return showFailure(slot, error);
+    }
+    const chosen = nameSelect.value;
+    const list = [...new Set(names.map((summary) => summary.name))].sort();
+    nameSelect.replaceChildren(...list.map((name) => h('option', { value: name }, name)));
+    if (list.length === 0) {
+      chartBox.hidden = true;
+      showSummary(null);
+      follow(null);
+      return showState(slot, 'empty', 'No metrics recorded in the last 24 h. Agents send them with recordMetrics.');
+    }
+    nameSelect.value = list.includes(chosen) ? chosen : list[0];
+    follow(nameSelect.value);
+    await load();
+  });
+  const refreshSoon = debounce(refresh, 200);
+  nameSelect.onchange = () => {
+    follow(nameSelect.value);
+    void load();
+  };
+  windowSelect.onchange = () => void load();
+  showState(slot, 'loading', 'Loading metrics…');
+  void refresh();
+  // The chosen metric is live; every 30 s the window slides on and new metric names join the list.
+  s.every(30_000, () => document.hidden || refresh());
+  return { refresh };
+}
+
+// ── Error patterns ──────────────────────────────────────────────────────────────────────────────────
+
+function mountErrors(s) {
+  const slot = $('#errors [data-slot]');
+  const patterns = new Map();
+  const listeners = [];
+
+  function render() {
+    if (patterns.size === 0) return showState(slot, 'empty', 'No errors reported in the last 24 h.');
+    const rows = [...patterns.values()]
+      .sort((a, b) => b.count - a.count || Date.parse(b.lastSeenAt) - Date.parse(a.lastSeenAt))
+      .slice(0, 50)
+      .map((pattern) =>
+        h(
+          'tr',
+          { dataset: { patternId: pattern.id } },
+          h('td', {}, badge(pattern.type, 'type')),
+          h('td', { class: 'message', title: pattern.fingerprint }, pattern.sampleMessage),
+          h('td', { class: 'number' }, figure.format(pattern.count)),
+          h('td', {}, age(pattern.firstSeenAt)),
+          h('td', {}, age(pattern.lastSeenAt)),
+          h('td', {}, pattern.agentIds.join(', ') || '—'),
+        ),
+      );
+    slot.replaceChildren(table(['Type', 'Message', 'Count#', 'First seen', 'Last seen', 'Agents'], rows));
+  }
+
+  const refresh = liveList(s, {
+    slot,
+    loading: 'Loading error patterns…',
+    items: patterns,
+    query: ERRORS,
+    read: (data) => data.errorPatterns,
+    subscription: ERROR_REPORTED,
+    event: (data) => data.errorReported,
+    render,
+    onEvent: () => listeners.forEach((listener) => listener()),
+  });
+  return { refresh, onChange: (listener) => listeners.push(listener) };
+}
+
+// ── Insights ────────────────────────────────────────────────────────────────────────────────────────
+
+function mountInsights(s) {
+  const slot = $('#insights [data-slot]');
+  const priorityFilter = $('#insight-priority');
+  const actedFilter = $('#insight-acted');
+  const insights = new Map();
+  const rank = (priority) => PRIORITIES.indexOf(priority);
+  const matches = (insight) =>
+    (!priorityFilter.value || rank(insight.priority) >= rank(priorityFilter.value)) && (actedFilter.checked || !insight.actedUpon);
+
+  async function markActedUpon(insight, button) {
+    button.disabled = true;
+    try {
+      const { markInsightActedUpon } = await s.api.request(MARK_ACTED_UPON, { id: insight.id });
+      insights.set(insight.id, markInsightActedUpon);
+      render();
+    } catch (error) {
+      button.disabled = false;
+      button.title = error.message;
+    }
+  }
+
+  function render() {
+    const shown = [...insights.values()]
+      .filter(matches)
+      .sort((a, b) => rank(b.priority) - rank(a.priority) || Date.parse(b.createdAt) - Date.parse(a.createdAt));
+    if (shown.length === 0) return showState(slot, 'empty', actedFilter.checked ? 'No insights yet.' : 'No open insights.');
+    slot.replaceChildren(
+      h(
+        'ul',
+        { class: 'insights' },
+        shown.map((insight) =>
+          h(
+            'li',
+            { class: insight.actedUpon ? 'acted' : '', dataset: { insightId: insight.id, priority: insight.priority } },
+            h(
+              'div',
+              { class: 'insight-head' },
+              badge(insight.priority),
+              h('strong', {}, insight.type),
+              h('span', { class: 'muted' }, insight.sourceAgentId ? `from ${insight.sourceAgentId}` : 'from an admin'),
+              age(insight.createdAt),
+            ),
+            h('code', { class: 'value', title: compact(insight.content, 4000) }, compact(insight.content, 240)),
+            insight.actedUpon
+              ? h('span', { class: 'muted acted-note' }, 'acted upon ', age(insight.actedUponAt))
+              : s.canAct
+                ? h(
+                    'button',
+                    { type: 'button', class: 'small', onclick: (event) => markActedUpon(insight, event.currentTarget) },
+                    'Mark acted upon',
+                  )
+                : null,
+          ),
+        ),
+      ),
+    );
+  }
+
+  const refresh = liveList(s, {
+    slot,
+    loading: 'Loading insights…',
+    items: insights,
+    query: INSIGHTS,
+    variables: () => ({ minPriority: priorityFilter.value || null, actedUpon: actedFilter.checked ? null : false }),
+    read: (data) => data.insights,
+    subscription: INSIGHT_ADDED,
+    event: (data) => data.insightAdded,
+    render,
+  });
+  priorityFilter.onchange = () => void refresh();
+  actedFilter.onchange = () => void refresh();
+  return { refresh };
+}
+
+// ── Change feed ─────────────────────────────────────────────────────────────────────────────────────
+
+/**
+ * The feed resumes where it stopped — after a dropped socket or a reload of the page — with no gap and no
+ * duplicate. It remembers the last revision it saw and which keys of that revision it has shown (the
+ * changes of one commit share a revision and could be split by a drop), and resubscribes just before that
+ * revision, skipping what it already showed.
+ */
+function mountFeed(s, { onChange }) {
+  const slot = $('#feed [data-slot]');
+  const positionLabel = $('#feed-position');
+  const list = h('ol', { class: 'feed' });
+  let position = null;
+  let shown = 0;
+
+  const idOf = (change) => JSON.stringify([change.namespace, change.scope, change.key]);
+  const save = () => sessionStorage.setItem(FEED_KEY, JSON.stringify({ tenant: s.viewer.tenant, ...position }));
+  const label = () => {
+    positionLabel.textContent = `after revision ${position.revision}`;
+  };
+
+  function restored() {
+    try {
+      const stored = JSON.parse(sessionStorage.getItem(FEED_KEY) ?? 'null');
+      if (stored?.tenant === s.viewer.tenant && /^\d+$/.test(stored.revision) && Array.isArray(stored.seen))
+        return { revision: stored.revision, seen: stored.seen };
+    } catch {
+      // A position this page cannot read starts the feed afresh.
+    }
+    return null;
+  }
+
+  function variables() {
+    const { revision, seen } = position;
+    return { afterRevision: seen.length > 0 && revision !== '0' ? String(BigInt(revision) - 1n) : revision };
+  }
+
+  function show(change) {
+    if (shown === 0) {
+      for (const state of slot.querySelectorAll('[data-state]')) state.remove();
+      slot.append(list);
+    }
+    shown++;
+    list.prepend(
+      h(
+        'li',
+        { dataset: { revision: change.revision, namespace: change.namespace, key: change.key, op: change.op } },
+        h('span', { class: 'revision', title: 'revision' }, change.revision),
+        badge(change.op),
+        h('span', { class: 'path' }, h('strong', {}, change.namespace), ` / ${change.scope} / `, h('strong', {}, change.key)),
+        h('span', { class: 'muted' }, `v${change.version}`),
+        valueCell(change.value, change.op),
+        h('span', { class: 'muted actor' }, change.actor ?? ''),
+        age(change.at),
+      ),
+    );
+    while (list.childElementCount > FEED_LENGTH) list.lastElementChild.remove();
+  }
+
+  function receive({ entryChanged: change }) {
+    const id = idOf(change);
+    if (change.revision === position.revision) {
+      if (position.seen.includes(id)) return;
+      position.seen.push(id);
+    } else if (BigInt(change.revision) < BigInt(position.revision)) {
+      return;
+    } else {
+      position = { revision: change.revision, seen: [id] };
+    }
+    save();
+    label();
+    show(change);
+    onChange(change);
+  }
+
+  let stop = null;
+  function start() {
+    stop = s.api.subscribe(ENTRY_CHANGED, variables, receive, async (error) => {
+      if (error.code === 'REVISION_COMPACTED' && error.extensions.oldestRevision) {
+        slot.prepend(
+          h(
+            'p',
+            { class: 'state notice' },
+            `Changes before revision ${error.extensions.oldestRevision} were compacted and cannot be shown.`,
+          ),
+        );
+        position = { revision: String(error.extensions.oldestRevision), seen: [] };
+        save();
+        start();
+      } else if (error.code === 'BAD_USER_INPUT') {
+        // The remembered revision is not of this database (it was replaced): start from its head.
+        await startAtHead();
+      } else showFailure(slot, error);
+    });
+  }
+  async function startAtHead() {
+    try {
+      const { systemOverview } = await s.api.request(OVERVIEW);
+      position = { revision: systemOverview.revision, seen: [] };
+    } catch (error) {
+      return showFailure(slot, error);
+    }
+    save();
+    label();
+    start();
+  }
+  s.onDispose(() => stop?.());
+
+  showState(slot, 'loading', 'Waiting for changes…');
+  position = restored();
+  if (position) {
+    label();
+    showState(slot, 'empty', `Resumed after revision ${position.revision}; changes since then appear here.`);
+    start();
+  } else {
+    void startAtHead().then(
+      () => shown === 0 && position && showState(slot, 'empty', 'No changes yet. New changes appear here as they happen.'),
+    );
+  }
+  return {};
+}
+
+// ── Namespace browser ───────────────────────────────────────────────────────────────────────────────
+
+function mountBrowser(s) {
+  const nav = $('#namespace-list');
+  const entriesBox = $('#entry-list');
+  const historyBox = $('#entry-history');
+  const path = $('#browser-path');
+  let namespaces = [];
+  let current = null; // { namespace, prefix }
+  let entry = null; // { scope, key }
+
+  function renderNamespaces() {
+    if (namespaces.length === 0) return showState(nav, 'empty', 'No namespaces this token can read.');
+    nav.replaceChildren(
+      h(
+        'ul',
+        {},
+        namespaces.map((namespace) =>
+          h(
+            'li',
+            {},
+            h(
+              'button',
+              {
+                type: 'button',
+                class: `namespace${current?.namespace === namespace.name ? ' selected' : ''}`,
+                dataset: { namespace: namespace.name },
+                title: namespace.description ?? '',
+                onclick: () => openNamespace(namespace.name),
+              },
+              h('span', {}, namespace.name),
+              namespace.sensitive ? badge('sensitive') : null,
+              namespace.openAccess ? null : badge('restricted'),
+              h('span', { class: 'count' }, figure.format(namespace.entryCount)),
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+
+  const refreshNamespaces = serial(async () => {
+    try {
+      ({ namespaces } = await s.api.request(NAMESPACES));
+      renderNamespaces();
+    } catch (error) {
+      showFailure(nav, error);
+    }
+  });
+
+  const isSensitive = (name) => namespaces.find((namespace) => namespace.name === name)?.sensitive === true;
+  const updatePath = () => {
+    path.textContent = current ? `${current.namespace}${entry ? ` › ${entry.scope} / ${entry.key}` : ''}` : '';
+  };
+
+  const prefixInput = h('input', {
+    type: 'search',
+    placeholder: 'Filter by key prefix',
+    'aria-label': 'Key prefix',
+    oninput: debounce(() => {
+      if (!current) return;
+      current.prefix = prefixInput.value;
+      void loadEntries();
+    }, 250),
+  });
+  const entriesBody = h('div');
+
+  async function loadEntries(after = null) {
+    const { namespace, prefix } = current;
+    if (!after) showState(entriesBody, 'loading', 'Loading entries…');
+    let page;
+    try {
+      ({ entries: page } = await s.api.request(ENTRIES, { namespace, prefix: prefix || null, after }));
+    } catch (error) {
+      return showFailure(entriesBody, error);
+    }
+    if (current?.namespace !== namespace || current.prefix !== prefix) return;
+    const rows = page.nodes.map((node) =>
+      h(
+        'tr',
+        {
+          class: entry?.key === node.key && entry?.scope === node.scope ? 'selected' : '',
+          dataset: { key: node.key, scope: node.scope },
+          tabIndex: 0,
+          onclick: () => openEntry(node.scope, node.key),
+          onkeydown: (event) => event.key === 'Enter' && openEntry(node.scope, node.key),
+        },
+        h('td', {}, node.scope),
+        h('td', {}, h('strong', {}, node.key)),
+        h('td', { class: 'number' }, node.version),
+        h('td', {}, age(node.updatedAt)),
+        h('td', {}, valueCell(node.value)),
+      ),
+    );
+    const body = entriesBody.querySelector('tbody');
+    if (after && body) body.append(...rows);
+    else if (rows.length === 0) showState(entriesBody, 'empty', prefix ? 'No key starts with this prefix.' : 'This namespace is empty.');
+    else {
+      entriesBody.replaceChildren(table(['Scope', 'Key', 'v#', 'Updated', 'Value'], rows));
+    }
+    entriesBody.querySelector('.more')?.remove();
+    if (page.pageInfo.hasNextPage) {
+      entriesBody.append(
+        h('button', { type: 'button', class: 'small more', onclick: () => loadEntries(page.pageInfo.endCursor) }, 'Load more'),
+      );
+    }
+  }
+
+  async function loadHistory() {
+    const { namespace } = current;
+    const { scope, key } = entry;
+    showState(historyBox, 'loading', 'Loading history…');
+    let versions;
+    try {
+      ({ entryHistory: versions } = await s.api.request(HISTORY, { namespace, scope, key }));
+    } catch (error) {
+      return showFailure(historyBox, error);
+    }
+    if (current?.namespace !== namespace || entry?.key !== key || entry?.scope !== scope) return;
+    historyBox.replaceChildren(
+      h('h3', {}, 'History of ', h('strong', {}, key)),
+      versions.length === 0
+        ? h('p', { class: 'state empty', dataset: { state: 'empty' } }, 'No history.')
+        : h(
+            'ol',
+            { class: 'history' },
+            versions.map((version) =>
+              h(
+                'li',
+                { dataset: { version: version.version } },
+                h('span', { class: 'muted' }, `v${version.version}`),
+                badge(version.op),
+                valueCell(version.value, version.op),
+                h('span', { class: 'muted actor' }, version.actor ?? ''),
+                age(version.at),
+              ),
+            ),
+          ),
+      ...(isSensitive(namespace)
+        ? [h('p', { class: 'muted' }, 'A sensitive namespace: values are shown only to tokens allowed to read them.')]
+        : []),
+    );
+  }
+
+  function openNamespace(name) {
+    current = { namespace: name, prefix: '' };
+    entry = null;
+    prefixInput.value = '';
+    entriesBox.replaceChildren(h('div', { class: 'entries-head' }, prefixInput), entriesBody);
+    historyBox.replaceChildren();
+    renderNamespaces();
+    updatePath();
+    void loadEntries();
+  }
+
+  function openEntry(scope, key) {
+    entry = { scope, key };
+    updatePath();
+    for (const row of entriesBox.querySelectorAll('tr[data-key]'))
+      row.classList.toggle('selected', row.dataset.key === key && row.dataset.scope === scope);
+    void loadHistory();
+  }
+
+  // The open namespace and entry follow the feed.
+  const reloadEntries = debounce(() => current && !entriesBody.querySelector('.more') && loadEntries(), 300);
+  const reloadHistory = debounce(() => current && entry && loadHistory(), 300);
+
+  showState(nav, 'loading', 'Loading namespaces…');
+  showState(entriesBox, 'empty', 'Choose a namespace.');
+  void refreshNamespaces();
+  return {
+    refresh: () => {
+      void refreshNamespaces();
+      if (current) void loadEntries();
+      if (current && entry) void loadHistory();
+    },
+    refreshNamespaces,
+    changed: (change) => {
+      if (change.namespace !== current?.namespace) return;
+      reloadEntries();
+      if (entry && change.key === entry.key && change.scope === entry.scope) reloadHistory();
+    },
+  };
+}
+
+// ── Start ───────────────────────────────────────────────────────────────────────────────────────────
+
+$('#signin-form').addEventListener('submit', onSignIn);
+$('#sign-out').addEventListener('click', () => signOut());
+const stored = sessionStorage.getItem(TOKEN_KEY);
+if (stored) void open(stored);
+else showSignIn();

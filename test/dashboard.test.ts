@@ -1,0 +1,234 @@
+/**
+ * The fleet dashboard at GET /dashboard (issue 8; API.md §1), driven in headless Chromium against a running
+ * gateway: it signs in with a READER token and must show what that token may see, live, and nothing more.
+ */
+import { mkdirSync } from 'node:fs';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN_TOKEN, type Gateway, startGateway } from './support/gateway.js';
+
+const SET_ENTRY = 'mutation($input: SetEntryInput!) { setEntry(input: $input) { revision } }';
+const HEARTBEAT = 'mutation($input: HeartbeatInput!) { heartbeat(input: $input) { status } }';
+const RECORD_METRICS = 'mutation($metrics: [MetricInput!]!) { recordMetrics(metrics: $metrics) }';
+const SECRET = 'vault-secret-Zq81xK';
+const SCREENSHOT = 'docs/dashboard.png';
+
+let gateway: Gateway;
+let browser: Browser;
+let page: Page;
+let dashboardUrl: string;
+let worker: string;
+let planner: string;
+let reader: string;
+/** Errors the page logged or threw (a CSP violation is one). */
+const pageErrors: string[] = [];
+
+const setEntry = (namespace: string, key: string, value: unknown) =>
+  gateway.ok(ADMIN_TOKEN, SET_ENTRY, { input: { namespace, key, value } });
+const heartbeat = (token: string, status: string, data?: unknown) => gateway.ok(token, HEARTBEAT, { input: { status, data } });
+const chartPoints = () => page.$eval('#metric-chart', (chart) => Number((chart as HTMLElement).dataset.points));
+const figure = (name: string) => page.textContent(`#metric-summary [data-figure="${name}"] dd`);
+
+beforeAll(async () => {
+  // A sensitive namespace holds values only on a gateway with an encryption key (a gateway without the option ignores it).
+  const options = { app: { encryptionKey: 'a1'.repeat(32) } } as unknown as Parameters<typeof startGateway>[0];
+  [gateway, browser] = await Promise.all([startGateway(options), chromium.launch({ executablePath: '/usr/bin/chromium' })]);
+  dashboardUrl = new URL('/dashboard', gateway.url).toString();
+
+  await gateway.createNamespace('orders');
+  await gateway.createNamespace('vault', { sensitive: true });
+  worker = await gateway.registerAgent('importer-1', ['orders'], { name: 'Importer', type: 'importer', capabilities: ['csv', 'retry'] });
+  planner = await gateway.registerAgent('planner-1', [], { name: 'Planner', type: 'planner', capabilities: ['plan'] });
+  await heartbeat(worker, 'IDLE', { queue: 0 });
+  await gateway.ok(worker, RECORD_METRICS, {
+    metrics: [80, 95, 120, 140].map((value) => ({ name: 'latency_ms', value, unit: 'ms' })),
+  });
+  await gateway.ok(worker, 'mutation { reportError(input: { type: "timeout", message: "request 4711 timed out after 30s" }) { id } }');
+  await gateway.ok(
+    worker,
+    'mutation { addInsight(input: { type: "capacity", content: { hint: "add a worker" }, priority: HIGH }) { id } }',
+  );
+  await setEntry('orders', 'order-1', { status: 'new', total: 42 });
+  await setEntry('vault', 'api-key', SECRET);
+  ({ token: reader } = await gateway.createToken('wallboard', 'READER'));
+
+  page = await browser.newPage({ viewport: { width: 1440, height: 1200 } });
+  page.on('console', (message) => {
+    if (message.type() === 'error') pageErrors.push(message.text());
+  });
+  page.on('pageerror', (error) => pageErrors.push(String(error)));
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await gateway?.close();
+});
+
+describe('GET /dashboard', () => {
+  it('serves the page under a strict Content-Security-Policy, without inline script', async () => {
+    const response = await fetch(dashboardUrl);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    const csp = response.headers.get('content-security-policy') ?? '';
+    expect(csp).toContain("default-src 'none'");
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).not.toContain('unsafe');
+    expect(response.headers.get('x-content-type-options')).toBe('nosniff');
+    const html = await response.text();
+    expect(html).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/);
+    expect(html).not.toMatch(/\sstyle=|\son[a-z]+=/i);
+  });
+
+  it('serves its assets with their content types, cached for good when the URL names their hash', async () => {
+    const html = await (await fetch(dashboardUrl)).text();
+    const assets = [...html.matchAll(/(?:src|href)="(\/dashboard\/[^"]+)"/g)].map((match) => match[1] as string);
+    expect(assets.map((asset) => asset.replace(/\?v=.*/, '')).sort()).toEqual([
+      '/dashboard/app.js',
+      '/dashboard/icon.svg',
+      '/dashboard/icon.svg',
+      '/dashboard/style.css',
+      '/dashboard/vendor/graphql-ws.min.js',
+      '/dashboard/vendor/uPlot.iife.min.js',
+      '/dashboard/vendor/uPlot.min.css',
+    ]);
+    for (const asset of assets) {
+      const response = await fetch(new URL(asset, dashboardUrl));
+      expect(response.status, asset).toBe(200);
+      expect(response.headers.get('cache-control'), asset).toBe('public, max-age=31536000, immutable');
+      const type = asset.includes('.js') ? 'text/javascript' : asset.includes('.css') ? 'text/css' : 'image/svg+xml';
+      expect(response.headers.get('content-type'), asset).toContain(type);
+    }
+    const module = await fetch(new URL('/dashboard/api.js', dashboardUrl));
+    expect(module.headers.get('cache-control')).toBe('no-cache');
+    const etag = module.headers.get('etag') ?? '';
+    expect((await fetch(new URL('/dashboard/api.js', dashboardUrl), { headers: { 'if-none-match': etag } })).status).toBe(304);
+    expect((await fetch(new URL('/dashboard/nothing.js', dashboardUrl))).status).toBe(404);
+    expect((await fetch(dashboardUrl, { method: 'POST' })).status).toBe(405);
+  });
+});
+
+describe('the dashboard, signed in with a READER token', () => {
+  it('paints at once, turns away a bad token, signs in and shows the two registered agents', async () => {
+    await page.goto(dashboardUrl);
+    const firstPaint = await page.evaluate(() => performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? Infinity);
+    expect(firstPaint).toBeLessThan(1_000);
+    await page.fill('#token', 'not-a-token-at-all');
+    await page.click('#signin-form button[type=submit]');
+    await page.waitForSelector('#signin-error:not([hidden])');
+    expect(await page.textContent('#signin-error')).toContain('not valid');
+
+    await page.fill('#token', reader);
+    await page.click('#signin-form button[type=submit]');
+    await page.waitForSelector('tr[data-agent-id="importer-1"]');
+    await page.waitForSelector('tr[data-agent-id="planner-1"]');
+    expect(await page.locator('#agents tbody tr').count()).toBe(2);
+    expect(await page.textContent('tr[data-agent-id="importer-1"]')).toContain('csv');
+    await page.waitForSelector('#overview [data-tile="activeAgents"]');
+    expect(await page.textContent('#who')).toContain('READER');
+    // The token is kept in this tab's sessionStorage, never in the URL.
+    expect(page.url()).not.toContain(reader);
+    expect(await page.evaluate(() => Object.values(sessionStorage))).toContain(reader);
+    expect(await page.evaluate(() => Object.values(localStorage))).not.toContain(reader);
+    await page.waitForSelector('#connection[data-state="live"]');
+  });
+
+  it('shows a heartbeat within 2 s, and filters agents by type and status', async () => {
+    await heartbeat(planner, 'BUSY', { step: 1 });
+    await page.waitForSelector('tr[data-agent-id="planner-1"][data-status="BUSY"]', { timeout: 2_000 });
+    expect(await page.textContent('tr[data-agent-id="planner-1"] td.heartbeat')).toMatch(/^[0-2] s ago$/);
+
+    await page.selectOption('#agent-type', 'importer');
+    await page.waitForSelector('tr[data-agent-id="planner-1"]', { state: 'detached' });
+    expect(await page.locator('#agents tbody tr').count()).toBe(1);
+    await page.selectOption('#agent-type', '');
+    await page.selectOption('#agent-status', 'ERROR');
+    await page.waitForSelector('#agents [data-state="empty"]');
+    await page.selectOption('#agent-status', '');
+    await page.waitForSelector('tr[data-agent-id="planner-1"]');
+  });
+
+  it('moves the chart and its percentiles when a metric point is recorded', async () => {
+    await page.waitForFunction(() => Number(document.querySelector<HTMLElement>('#metric-chart')?.dataset.points) > 0);
+    expect(await page.inputValue('#metric-name')).toBe('latency_ms');
+    expect(await figure('count')).toBe('4');
+    const points = await chartPoints();
+    const p99 = await figure('p99');
+    // Two minutes back: a bucket of its own in the 15-minute window of 10-second buckets.
+    await gateway.ok(worker, RECORD_METRICS, {
+      metrics: [{ name: 'latency_ms', value: 900, unit: 'ms', at: new Date(Date.now() - 120_000).toISOString() }],
+    });
+    await page.waitForFunction((before) => Number(document.querySelector<HTMLElement>('#metric-chart')?.dataset.points) > before, points);
+    expect(await figure('count')).toBe('5');
+    expect(await figure('p99')).not.toBe(p99);
+    expect(await page.locator('#metric-chart canvas').count()).toBeGreaterThan(0);
+  });
+
+  it('shows error patterns and insights, with no way for a READER to act on them', async () => {
+    await page.waitForSelector('#errors tr[data-pattern-id]');
+    expect(await page.textContent('#errors tbody')).toContain('timed out');
+    await page.waitForSelector('#insights li[data-priority="HIGH"]');
+    expect(await page.locator('#insights button').count()).toBe(0);
+    // A second heartbeat, long after the socket came up: only agentChanged can bring it.
+    await heartbeat(worker, 'ERROR', { queue: 9 });
+    await page.waitForSelector('tr[data-agent-id="importer-1"][data-status="ERROR"]', { timeout: 2_000 });
+  });
+
+  it('shows a change in the feed, and after a reload resumes without a gap', async () => {
+    await setEntry('orders', 'order-2', { status: 'shipped', note: 'feed-marker-one' });
+    await page.waitForSelector('#feed li[data-key="order-2"]');
+    expect(await page.textContent('#feed li[data-key="order-2"]')).toContain('feed-marker-one');
+
+    // Away from the page, two changes happen; back on it (same tab, no new sign-in), both are there.
+    await page.goto('about:blank');
+    await setEntry('orders', 'order-3', { status: 'new', note: 'while-away' });
+    await setEntry('orders', 'order-2', { status: 'delivered', note: 'feed-marker-two' });
+    await page.goto(dashboardUrl);
+    await page.waitForSelector('#feed li[data-key="order-3"]');
+    await page.waitForSelector('#feed li[data-key="order-2"]');
+    expect(await page.textContent('#feed')).toContain('feed-marker-two');
+    // Resumed after the last change it had shown: that one is not repeated.
+    expect(await page.textContent('#feed')).not.toContain('feed-marker-one');
+
+    await page.click('#namespace-list button[data-namespace="orders"]');
+    await page.click('#entry-list tr[data-key="order-2"]');
+    await page.waitForSelector('#entry-history li[data-version="2"]');
+    expect(await page.textContent('#entry-history')).toContain('feed-marker-one');
+
+    await page.waitForSelector('#agents tr[data-agent-id]');
+    mkdirSync('docs', { recursive: true });
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+    expect(pageErrors).toEqual([]);
+  });
+
+  it("never shows a sensitive namespace's value (in the feed, the entries or their history)", async () => {
+    await setEntry('vault', 'api-key', `${SECRET}-2`);
+    await page.waitForSelector('#feed li[data-namespace="vault"]');
+    await page.click('#namespace-list button[data-namespace="vault"]');
+    await page.click('#entry-list tr[data-key="api-key"]');
+    await page.waitForSelector('#entry-history li[data-version="2"]');
+    const html = await page.content();
+    expect(html.includes(SECRET), `the page shows the sensitive value ${SECRET}`).toBe(false);
+    expect(await page.textContent('#feed li[data-namespace="vault"]')).toContain('hidden');
+    expect(await page.textContent('#entry-history li[data-version="1"]')).toContain('hidden');
+  });
+});
+
+describe('the dashboard, signed in with an ADMIN token', () => {
+  it('marks an insight acted upon', async () => {
+    const context = await browser.newContext();
+    try {
+      const admin = await context.newPage();
+      await admin.goto(dashboardUrl);
+      await admin.fill('#token', ADMIN_TOKEN);
+      await admin.click('#signin-form button[type=submit]');
+      await admin.click('#insights li[data-priority="HIGH"] button');
+      await admin.waitForSelector('#insights li[data-priority="HIGH"]', { state: 'detached' });
+      const { insights } = await gateway.ok(reader, '{ insights { type actedUpon } }');
+      expect(insights).toEqual([{ type: 'capacity', actedUpon: true }]);
+      await admin.check('#insight-acted');
+      await admin.waitForSelector('#insights li.acted[data-priority="HIGH"]');
+    } finally {
+      await context.close();
+    }
+  });
+});
