@@ -4,6 +4,7 @@ import { type ExecutionArgs, GraphQLError } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, useReadinessCheck } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
+import { sql } from 'drizzle-orm';
 import { AccessService } from './auth/access.js';
 import { Authenticator } from './auth/authenticator.js';
 import { authorizationOf, bearerToken } from './auth/tokens.js';
@@ -14,12 +15,19 @@ import { EventBus } from './events/bus.js';
 import { ProcessRegistry } from './events/processes.js';
 import { PeriodicJobs } from './jobs.js';
 import { ChangeFeeds } from './events/change-feed.js';
-import { createMaskError, useRequestErrorCodes } from './graphql/errors.js';
+import { createMaskError, toGraphQLError, useRequestErrorCodes } from './graphql/errors.js';
+import { useOperationLimits, withoutIntrospection } from './guards/operation-limits.js';
+import { MAX_BATCH_OPERATIONS, useRequestLimits } from './guards/request-limits.js';
+import { CONNECTION_INIT_TIMEOUT_MS, SocketLimits, TOO_MANY_CONNECTIONS } from './guards/socket-limits.js';
 import { schema } from './graphql/schema.js';
 import type { Logger } from './logger.js';
+import { ValueCipher } from './domain/value-cipher.js';
 import { AgentsService } from './modules/agents/agents.service.js';
+import { useAuditTrail } from './modules/audit/audit.graphql.js';
+import { AuditLog } from './modules/audit/audit.service.js';
 import { CommitService } from './modules/entries/entries.commit.js';
 import { EntryMaintenance } from './modules/entries/entries.maintenance.js';
+import { ValuePolicy } from './modules/entries/entries.policy.js';
 import { EntriesService, type EntryChange } from './modules/entries/entries.service.js';
 import { EntryWatcher } from './modules/entries/entries.watch.js';
 import { ErrorsService } from './modules/errors/errors.service.js';
@@ -29,7 +37,7 @@ import { NamespacesService } from './modules/namespaces/namespaces.service.js';
 import { OptimizationsService } from './modules/optimizations/optimizations.service.js';
 import { PortabilityService } from './modules/portability/portability.service.js';
 import { SystemService } from './modules/system/system.service.js';
-import { ConfigService } from './modules/tenants/config.service.js';
+import { ConfigService, MAX_VALUE_BYTES_SETTING } from './modules/tenants/config.service.js';
 import { TokensService } from './modules/tokens/tokens.service.js';
 
 export interface AppOptions {
@@ -40,6 +48,14 @@ export interface AppOptions {
   shutdownGraceMs?: number;
   /** Browser origins allowed by CORS; none by default. */
   corsOrigins?: string[];
+  /** 64 hex characters: seals the values of sensitive namespaces (STATEHOUSE_ENCRYPTION_KEY). */
+  encryptionKey?: string;
+  /** Keys that sealed older values, still accepted for opening them while a rotation is under way. */
+  previousEncryptionKeys?: string[];
+  /** Schema introspection (`__schema`, `__type`); on by default. */
+  introspection?: boolean;
+  /** GraphiQL for browsers at /graphql; on by default. */
+  graphiql?: boolean;
   /** Background jobs (TTL sweeper, history compaction); false turns them off. */
   maintenance?: MaintenanceOptions | false;
 }
@@ -63,10 +79,11 @@ export interface App {
   stop(): Promise<void>;
 }
 
-function createServices(database: DatabaseHandle, bus: EventBus, logger: Logger, activeWindowSeconds: number) {
+function createServices(database: DatabaseHandle, bus: EventBus, logger: Logger, activeWindowSeconds: number, cipher: ValueCipher | null) {
   const access = new AccessService(database, bus);
-  const entries = new EntriesService(database, access, bus);
   const config = new ConfigService(database, bus, activeWindowSeconds);
+  const policy = new ValuePolicy(database, config, cipher);
+  const entries = new EntriesService(database, access, bus, policy);
   const feeds = new ChangeFeeds<EntryChange>(
     {
       head: (tenantId) => entries.headRevision(tenantId),
@@ -80,20 +97,31 @@ function createServices(database: DatabaseHandle, bus: EventBus, logger: Logger,
     authenticator: new Authenticator(database, bus),
     access,
     entries,
-    commits: new CommitService(database, access, bus),
+    commits: new CommitService(database, access, bus, policy),
     watcher: new EntryWatcher(entries, access, feeds, bus),
-    namespaces: new NamespacesService(database, access, bus),
+    namespaces: new NamespacesService(database, access, bus, cipher !== null),
     agents: new AgentsService(database, bus, config),
     tokens: new TokensService(database, bus),
     config,
     system: new SystemService(database, config),
-    portability: new PortabilityService(database, access, bus),
+    portability: new PortabilityService(database, access, bus, policy),
     metrics: new MetricsService(database, access, config, bus),
     errors: new ErrorsService(database, bus, config),
     insights: new InsightsService(database, bus),
     optimizations: new OptimizationsService(database),
+    audit: new AuditLog(database, logger),
   };
   return { services, feeds };
+}
+
+/** Values of sensitive namespaces cannot be read or written without the key: say so at start, not at the first read. */
+async function refuseSensitiveWithoutKey(database: DatabaseHandle): Promise<void> {
+  const [row] = await database.rows<{ name: string }>(sql`SELECT tenant_id || '/' || name AS name FROM namespaces WHERE sensitive LIMIT 1`);
+  if (row) {
+    throw new Error(
+      `Namespace ${row.name} is sensitive and STATEHOUSE_ENCRYPTION_KEY is not set: set the key its values were encrypted with (64 hex characters)`,
+    );
+  }
 }
 
 /** The gateway: GraphQL over HTTP, SSE and WebSocket on one port, with health and readiness. */
@@ -102,7 +130,9 @@ export async function buildApp(options: AppOptions): Promise<App> {
   const processes = database.broadcast ? new ProcessRegistry(database, logger) : undefined;
   await processes?.join();
   const bus = new EventBus(database.broadcast, logger, processes);
-  const { services, feeds } = createServices(database, bus, logger, options.activeWindowSeconds ?? 300);
+  const cipher = options.encryptionKey ? new ValueCipher(options.encryptionKey, options.previousEncryptionKeys) : null;
+  if (!cipher) await refuseSensitiveWithoutKey(database);
+  const { services, feeds } = createServices(database, bus, logger, options.activeWindowSeconds ?? 300, cipher);
   const maintenance = new EntryMaintenance(database, bus);
   const jobs = new PeriodicJobs(logger);
   if (options.maintenance !== false) {
@@ -132,17 +162,25 @@ export async function buildApp(options: AppOptions): Promise<App> {
     cors: options.corsOrigins?.length ? { origin: options.corsOrigins, credentials: false } : false,
     logging: false,
     maskedErrors: { maskError: createMaskError(logger) },
-    graphiql: {
-      title: 'Statehouse',
-      // SSE carries the Authorization header set in GraphiQL's Headers tab; a socket would not.
-      subscriptionsProtocol: 'SSE',
-      defaultQuery:
-        '# Set the header {"Authorization": "Bearer <token>"} below, then:\n{\n  viewer {\n    tenant\n    role\n    namespaces { namespace permission }\n  }\n}\n',
-    },
+    batching: { limit: MAX_BATCH_OPERATIONS },
+    graphiql:
+      options.graphiql === false
+        ? false
+        : {
+            title: 'Statehouse',
+            // SSE carries the Authorization header set in GraphiQL's Headers tab; a socket would not.
+            subscriptionsProtocol: 'SSE',
+            defaultQuery:
+              '# Set the header {"Authorization": "Bearer <token>"} below, then:\n{\n  viewer {\n    tenant\n    role\n    namespaces { namespace permission }\n  }\n}\n',
+          },
     context: ({ request, connectionParams }) => createContext(services, connectionParams ? { connectionParams } : { request }),
     plugins: [
       useDashboard(),
       useRequestErrorCodes(),
+      useAuditTrail(),
+      useRequestLimits(services),
+      useOperationLimits(),
+      ...(options.introspection === false ? [withoutIntrospection()] : []),
       useReadinessCheck({
         endpoint: '/ready',
         check: async () => {
@@ -154,22 +192,34 @@ export async function buildApp(options: AppOptions): Promise<App> {
   });
 
   const server: Server = createServer(yoga);
-  const sockets = new WebSocketServer({ server, path: '/graphql' });
+  // Frames up to twice the largest value a tenant may allow; each tenant's own limit applies to the value itself.
+  const sockets = new WebSocketServer({ server, path: '/graphql', maxPayload: 2 * MAX_VALUE_BYTES_SETTING });
+  const socketLimits = new SocketLimits(services);
   const socketServer = useServer<Record<string, unknown> | undefined>(
     {
       execute: (args) => (args.rootValue as { execute: (a: ExecutionArgs) => unknown }).execute(args) as never,
       subscribe: (args) => (args.rootValue as { subscribe: (a: ExecutionArgs) => unknown }).subscribe(args) as never,
-      // A token that is given but bad closes the socket with 4403.
-      onConnect: async ({ connectionParams }) => {
+      connectionInitWaitTimeout: CONNECTION_INIT_TIMEOUT_MS,
+      // A token that is given but bad closes the socket with 4403; one too many for its token, with 4429.
+      onConnect: async ({ connectionParams, extra }) => {
         const token = bearerToken(authorizationOf(connectionParams));
         if (token === undefined) return true;
-        return (await services.authenticator.authenticate(token)) !== null;
+        const principal = await services.authenticator.authenticate(token);
+        if (principal === null) return false;
+        if (await socketLimits.admit(extra.socket, principal)) return true;
+        extra.socket.close(TOO_MANY_CONNECTIONS, 'Too many connections for this token');
+        return false;
       },
+      onClose: ({ extra }) => socketLimits.release(extra.socket),
       onSubscribe: async (ctx, _id, payload) => {
-        if (bearerToken(authorizationOf(ctx.connectionParams)) === undefined) {
+        const token = bearerToken(authorizationOf(ctx.connectionParams));
+        if (token === undefined) {
           ctx.extra.socket.close(4401, 'Unauthorized');
           return [new GraphQLError('Unauthorized')];
         }
+        const principal = await services.authenticator.authenticate(token);
+        const refused = principal && (await socketLimits.checkSubscriptions(principal, Object.keys(ctx.subscriptions).length));
+        if (refused) return [toGraphQLError(refused)];
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx,
           connectionParams: ctx.connectionParams ?? {},
@@ -222,6 +272,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
         server.closeAllConnections();
         feeds.close();
         await jobs.stop();
+        await services.audit.flush();
         await processes?.leave().catch((error: unknown) => logger.warn({ err: error }, 'could not leave the process registry'));
       })();
       return stopping;

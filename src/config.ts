@@ -7,12 +7,18 @@ export interface Config {
   dataDir: string;
   adminToken: string | undefined;
   encryptionKey: string | undefined;
+  /** Keys that sealed older values, accepted for opening them during a key rotation. */
+  previousEncryptionKeys: string[];
   activeWindowSeconds: number;
   logLevel: string;
   /** How long SIGTERM waits for in-flight requests before closing sockets anyway. */
   shutdownGraceMs: number;
   /** Browser origins allowed to call the API (CORS); empty: none, the default. */
   corsOrigins: string[];
+  /** Schema introspection; STATEHOUSE_INTROSPECTION=false turns it off. */
+  introspection: boolean;
+  /** GraphiQL in browsers; STATEHOUSE_GRAPHIQL=false turns it off. */
+  graphiql: boolean;
 }
 
 export class ConfigError extends Error {}
@@ -27,6 +33,14 @@ function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min: nu
   return value;
 }
 
+function flag(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
+  const raw = env[name]?.trim().toLowerCase();
+  if (raw === undefined || raw === '') return fallback;
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  throw new ConfigError(`${name} must be true or false, got "${env[name]}"`);
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const databaseUrl = env.DATABASE_URL || undefined;
   if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
@@ -35,6 +49,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const encryptionKey = env.STATEHOUSE_ENCRYPTION_KEY || undefined;
   if (encryptionKey && !/^[0-9a-fA-F]{64}$/.test(encryptionKey)) {
     throw new ConfigError('STATEHOUSE_ENCRYPTION_KEY must be 32 bytes written as 64 hex characters');
+  }
+  const previousEncryptionKeys = (env.STATEHOUSE_ENCRYPTION_KEY_PREVIOUS ?? '')
+    .split(',')
+    .map((key) => key.trim())
+    .filter(Boolean);
+  if (previousEncryptionKeys.some((key) => !/^[0-9a-fA-F]{64}$/.test(key))) {
+    throw new ConfigError('STATEHOUSE_ENCRYPTION_KEY_PREVIOUS must be keys of 64 hex characters, separated by commas');
+  }
+  if (previousEncryptionKeys.length > 0 && !encryptionKey) {
+    throw new ConfigError('STATEHOUSE_ENCRYPTION_KEY_PREVIOUS needs STATEHOUSE_ENCRYPTION_KEY (the new key)');
   }
   const adminToken = env.STATEHOUSE_ADMIN_TOKEN || undefined;
   if (adminToken !== undefined && adminToken.length < 16) {
@@ -47,6 +71,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir: env.STATEHOUSE_DATA_DIR || './.statehouse/data',
     adminToken,
     encryptionKey,
+    previousEncryptionKeys,
     activeWindowSeconds: integer(env, 'STATEHOUSE_ACTIVE_WINDOW_SECONDS', 300, 1, 31_536_000),
     logLevel: env.LOG_LEVEL || 'info',
     shutdownGraceMs: integer(env, 'STATEHOUSE_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
@@ -54,5 +79,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       .split(',')
       .map((origin) => origin.trim())
       .filter(Boolean),
+    introspection: flag(env, 'STATEHOUSE_INTROSPECTION', true),
+    graphiql: flag(env, 'STATEHOUSE_GRAPHIQL', true),
   };
 }

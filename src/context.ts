@@ -5,6 +5,7 @@ import type { Authenticator } from './auth/authenticator.js';
 import type { Principal } from './auth/principal.js';
 import { authorizationOf, bearerToken } from './auth/tokens.js';
 import type { Agent, AgentsService } from './modules/agents/agents.service.js';
+import type { AuditLog } from './modules/audit/audit.service.js';
 import type { CommitService } from './modules/entries/entries.commit.js';
 import type { EntriesService } from './modules/entries/entries.service.js';
 import type { EntryWatcher } from './modules/entries/entries.watch.js';
@@ -36,6 +37,7 @@ export interface Services {
   errors: ErrorsService;
   insights: InsightsService;
   optimizations: OptimizationsService;
+  audit: AuditLog;
 }
 
 /** Per-request batching, so lists never query per row. */

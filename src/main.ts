@@ -29,6 +29,10 @@ async function main(): Promise<void> {
     activeWindowSeconds: config.activeWindowSeconds,
     shutdownGraceMs: config.shutdownGraceMs,
     corsOrigins: config.corsOrigins,
+    introspection: config.introspection,
+    graphiql: config.graphiql,
+    encryptionKey: config.encryptionKey,
+    previousEncryptionKeys: config.previousEncryptionKeys,
   });
   const { url } = await app.start(config.port, config.host);
   logger.info({ url }, `Statehouse is listening on ${url}`);

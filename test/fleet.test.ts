@@ -78,6 +78,8 @@ describe('the fleet: agents, system state, overview, config and tenants', () => 
         maxAliases: 30,
         maxCost: 5000,
         maxBatchOperations: 20,
+        maxConnectionsPerToken: 2000,
+        maxSubscriptionsPerSocket: 100,
       },
       quotas: { maxEntries: null, maxBytes: null },
       rateLimit: { perTokenPerSecond: null },

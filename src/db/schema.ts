@@ -271,6 +271,25 @@ export const optimizations = pgTable(
  * The gateway processes sharing this database, so that a change of access can wait until every
  * live one has dropped its caches (`seen`: the last bus sequence number it has applied).
  */
+export const auditOutcomeEnum = pgEnum('audit_outcome', ['ALLOWED', 'DENIED']);
+
+/** Append-only: written in batches by the gateway, never updated or deleted through the API. */
+export const auditEvents = pgTable(
+  'audit_events',
+  {
+    id: bigint('id', { mode: 'bigint' }).primaryKey().generatedAlwaysAsIdentity(),
+    tenantId: name('tenant_id').notNull(),
+    at: createdAt('at'),
+    actor: text('actor'),
+    role: roleEnum('role'),
+    action: text('action').notNull(),
+    target: text('target'),
+    outcome: auditOutcomeEnum('outcome').notNull(),
+    detail: jsonb('detail'),
+  },
+  (t) => [index('audit_events_tenant_idx').on(t.tenantId, t.id)],
+);
+
 export const gatewayProcesses = pgTable('gateway_processes', {
   id: text('id').primaryKey(),
   seen: bigint('seen', { mode: 'bigint' })

@@ -1,4 +1,4 @@
-import { GraphQLError, Kind, parse, visit } from 'graphql';
+import { GraphQLError, type GraphQLErrorOptions, Kind, parse, visit } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { sqlState } from '../db/client.js';
 import { StatehouseError } from '../domain/errors.js';
@@ -59,6 +59,10 @@ export function useRequestErrorCodes(): Plugin {
   };
 }
 
+/** A domain error as the client sees it: its message and the contract's code with details. */
+export const toGraphQLError = (error: StatehouseError, location: GraphQLErrorOptions = {}) =>
+  new GraphQLError(error.message, { ...location, extensions: { code: error.code, ...error.details } });
+
 /**
  * Turns domain errors into GraphQL errors with the contract's `extensions.code`, reports errors of
  * the request itself (syntax, validation, variables) as BAD_USER_INPUT naming the field, and masks
@@ -72,7 +76,7 @@ export function createMaskError(logger: Logger) {
       ? { nodes: graphQLError.nodes, source: graphQLError.source, positions: graphQLError.positions, path: graphQLError.path }
       : {};
     if (original instanceof StatehouseError) {
-      return new GraphQLError(original.message, { ...location, extensions: { code: original.code, ...original.details } });
+      return toGraphQLError(original, location);
     }
     if (graphQLError && !graphQLError.path && REQUEST_ERROR_CODES.has(graphQLError.extensions?.code as string | undefined)) {
       const field = graphQLError.extensions?.field ?? fieldOf(graphQLError);

@@ -13,5 +13,6 @@ import '../modules/metrics/metrics.graphql.js';
 import '../modules/errors/errors.graphql.js';
 import '../modules/insights/insights.graphql.js';
 import '../modules/optimizations/optimizations.graphql.js';
+import '../modules/audit/audit.graphql.js';
 
 export const schema = lexicographicSortSchema(builder.toSchema());

@@ -2,7 +2,7 @@ import type { FormattedExecutionResult as ExecutionResult } from 'graphql';
 import { type Client, createClient } from 'graphql-ws';
 import { pino } from 'pino';
 import WebSocket from 'ws';
-import { type App, buildApp } from '../../src/app.js';
+import { type App, type AppOptions, buildApp } from '../../src/app.js';
 import type { DatabaseHandle } from '../../src/db/client.js';
 import { EventBus } from '../../src/events/bus.js';
 import { TokensService } from '../../src/modules/tokens/tokens.service.js';
@@ -37,11 +37,13 @@ export interface Gateway {
 const quietLogger = pino({ level: process.env.LOG_LEVEL ?? 'silent' });
 
 /** A gateway on a fresh database (or on `database`, to run a second process on the same one). */
-export async function startGateway(options: { db?: TestDatabase; database?: DatabaseHandle } = {}): Promise<Gateway> {
+export async function startGateway(
+  options: { db?: TestDatabase; database?: DatabaseHandle; app?: Partial<Omit<AppOptions, 'database' | 'logger'>> } = {},
+): Promise<Gateway> {
   const db = options.db ?? (await createTestDatabase());
   const database = options.database ?? db.handle;
   await new TokensService(database, new EventBus(undefined, quietLogger)).ensureBootstrap(ADMIN_TOKEN);
-  const app = await buildApp({ database, logger: quietLogger, shutdownGraceMs: 1_000 });
+  const app = await buildApp({ database, logger: quietLogger, shutdownGraceMs: 1_000, ...options.app });
   const { port } = await app.start(0, '127.0.0.1');
   const url = `http://127.0.0.1:${port}/graphql`;
   const wsUrl = `ws://127.0.0.1:${port}/graphql`;

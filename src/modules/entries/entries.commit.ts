@@ -6,6 +6,7 @@ import { badInput, notFound, payloadTooLarge, StatehouseError } from '../../doma
 import { validateValue } from '../../domain/json-schema.js';
 import { checkKey, checkNamespace, checkScope, GLOBAL_SCOPE } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
+import { ValuePolicy } from './entries.policy.js';
 import type { Entry, EntryAddress } from './entries.service.js';
 import {
   CURRENT_REVISION,
@@ -15,7 +16,6 @@ import {
   lockName,
   tenantLockName,
   MAX_TTL_SECONDS,
-  MAX_VALUE_BYTES,
   toEntry,
 } from './entries.sql.js';
 
@@ -34,8 +34,6 @@ export interface CommitResult {
   revision: string;
   entries: Entry[];
 }
-
-export const MAX_COMMIT_OPERATIONS = 500;
 
 type Kind = 'set' | 'patch' | 'increment' | 'delete';
 
@@ -73,6 +71,7 @@ export class CommitService {
     private readonly database: DatabaseHandle,
     private readonly access: AccessService,
     private readonly bus: EventBus,
+    private readonly policy = new ValuePolicy(),
   ) {}
 
   /** The namespaces a commit writes and those it only reads (conditions), for the access check. */
@@ -91,6 +90,12 @@ export class CommitService {
   ): Promise<CommitResult> {
     const steps = await this.plan(principal.tenantId, input);
     const { tenantId } = principal;
+    await this.policy.checkQuota(
+      tenantId,
+      steps.flatMap((step) =>
+        step.kind === null ? [] : [{ ...step, value: step.kind === 'delete' ? null : step.kind === 'increment' ? '0' : step.argument }],
+      ),
+    );
     const result = await this.database.transaction(async (rows) => {
       // Lock every key in one order before this transaction has an id (see keyLock).
       await rows(sql`
@@ -99,7 +104,7 @@ export class CommitService {
                  (SELECT name FROM unnest(${sql.param([...new Set(steps.map((s) => lockName(tenantId, s.namespace, s.scope, s.key)))])}::text[]) AS name
                   ORDER BY name COLLATE "C") AS ordered)`);
       const current = await this.current(rows, tenantId, steps);
-      const writes = this.apply(steps, current);
+      const writes = this.apply(steps, current, (await this.policy.limits(tenantId)).maxValueBytes);
       if (writes.length === 0) return { revision: null, rows: [] as EntryRow[] };
       const written = await rows<EntryRow & { deleted: boolean }>(sql`
         WITH input AS (
@@ -154,10 +159,12 @@ export class CommitService {
   ): Promise<Step[]> {
     const { operations } = input;
     const conditions = input.conditions ?? [];
-    if (operations.length < 1 || operations.length > MAX_COMMIT_OPERATIONS) {
-      throw badInput('operations', `operations must hold 1 to ${MAX_COMMIT_OPERATIONS} operations`);
+    const limits = await this.policy.limits(tenantId);
+    const maxOperations = limits.maxCommitOperations;
+    if (operations.length < 1 || operations.length > maxOperations) {
+      throw badInput('operations', `operations must hold 1 to ${maxOperations} operations`);
     }
-    if (conditions.length > MAX_COMMIT_OPERATIONS) throw badInput('conditions', `conditions may hold at most ${MAX_COMMIT_OPERATIONS}`);
+    if (conditions.length > maxOperations) throw badInput('conditions', `conditions may hold at most ${maxOperations}`);
     const namespaces = await this.access.namespaces(tenantId);
     const settingsOf = (namespace: string) => {
       const settings = namespaces.get(namespace);
@@ -198,8 +205,15 @@ export class CommitService {
       }
       const by = kind === 'increment' ? (part.by ?? 1) : null;
       if (by !== null && !Number.isFinite(by)) throw badInput('by', 'by must be a finite number');
-      const argument = kind === 'set' ? encodeValue(part.value, 'value') : kind === 'patch' ? encodeValue(part.patch, 'patch') : null;
+      if (kind === 'patch' || kind === 'increment') this.policy.refuseSensitive(at.settings, field, `${field} (${kind})`);
+      const text =
+        kind === 'set'
+          ? encodeValue(part.value, 'value', limits.maxValueBytes)
+          : kind === 'patch'
+            ? encodeValue(part.patch, 'patch', limits.maxValueBytes)
+            : null;
       if (kind === 'set' && at.settings.schema !== null && at.settings.schema !== undefined) validateValue(at.settings.schema, part.value);
+      const argument = kind === 'set' && text !== null ? this.policy.stored(tenantId, at.settings, at.scope, at.key, text) : text;
       steps.push({
         field,
         kind,
@@ -255,7 +269,7 @@ export class CommitService {
   }
 
   /** Checks conditions, types, sizes and schemas against the current state; returns the writes. */
-  private apply(steps: Step[], current: CurrentRow[]) {
+  private apply(steps: Step[], current: CurrentRow[], maxValueBytes: number) {
     const writes: { namespace: string; scope: string; key: string; value: string | null; deleted: boolean; ttlSeconds: number | null }[] =
       [];
     steps.forEach((step, index) => {
@@ -274,8 +288,10 @@ export class CommitService {
         return;
       }
       if (step.kind === 'increment' && row?.not_a_number) throw badInput(step.field, `The value of ${step.key} is not a number`);
+      // A set's value was measured (before sealing) when planned; patches and increments are measured here.
       const value = step.kind === 'set' ? step.argument : JSON.stringify(row?.computed ?? null);
-      if (value !== null && Buffer.byteLength(value) > MAX_VALUE_BYTES) throw payloadTooLarge(step.field, MAX_VALUE_BYTES);
+      if (step.kind !== 'set' && value !== null && Buffer.byteLength(value) > maxValueBytes)
+        throw payloadTooLarge(step.field, maxValueBytes);
       if (step.kind !== 'set' && step.settings.schema !== null && step.settings.schema !== undefined) {
         validateValue(step.settings.schema, row?.computed);
       }

@@ -1,9 +1,26 @@
+import type { Context } from '../../context.js';
 import { checkKey, checkNamespace, checkScope } from '../../domain/names.js';
+import { isSealed } from '../../domain/value-cipher.js';
 import { builder } from '../../graphql/builder.js';
 import { principalOf } from '../../graphql/principal.js';
+import { auditSensitiveRead } from '../audit/audit.graphql.js';
 import { CommitService, type CommitResult as CommitResultShape } from './entries.commit.js';
 import type { Entry, EntryChange, EntryVersion, Page } from './entries.service.js';
 import type { WatchEvent } from './entries.watch.js';
+
+/**
+ * A value as the caller may see it. Values of sensitive namespaces are stored sealed: a READER gets
+ * null, anyone else the opened value, and the read is audited once per operation and namespace.
+ */
+async function revealed(context: Context, row: { namespace: string; scope: string; key: string; value: unknown }) {
+  if (!isSealed(row.value)) return row.value;
+  const principal = principalOf(context);
+  const settings = await context.services.access.namespace(principal.tenantId, row.namespace);
+  if (!settings?.sensitive) return row.value;
+  if (principal.role === 'READER') return null;
+  auditSensitiveRead(context, row.namespace);
+  return context.services.entries.open(principal.tenantId, row);
+}
 
 const ChangeOp = builder.enumType('ChangeOp', { values: ['SET', 'DELETE', 'EXPIRE'] as const });
 
@@ -12,7 +29,7 @@ export const EntryRef = builder.objectRef<Entry>('Entry').implement({
     namespace: t.exposeString('namespace'),
     scope: t.exposeString('scope'),
     key: t.exposeString('key'),
-    value: t.expose('value', { type: 'JSON', nullable: true }),
+    value: t.field({ type: 'JSON', nullable: true, resolve: (entry, _args, context) => revealed(context, entry) }),
     version: t.exposeInt('version', {
       description: '+1 on every change of this (namespace, scope, key), deletes included; never repeats',
     }),
@@ -32,7 +49,7 @@ export const EntryChangeRef = builder.objectRef<EntryChange>('EntryChange').impl
     scope: t.exposeString('scope'),
     key: t.exposeString('key'),
     version: t.exposeInt('version'),
-    value: t.expose('value', { type: 'JSON', nullable: true }),
+    value: t.field({ type: 'JSON', nullable: true, resolve: (change, _args, context) => revealed(context, change) }),
     at: t.expose('at', { type: 'DateTime' }),
     actor: t.exposeString('actor', { nullable: true }),
   }),
@@ -43,7 +60,7 @@ const EntryVersionRef = builder.objectRef<EntryVersion>('EntryVersion').implemen
     version: t.exposeInt('version'),
     revision: t.expose('revision', { type: 'Revision' }),
     op: t.expose('op', { type: ChangeOp }),
-    value: t.expose('value', { type: 'JSON', nullable: true }),
+    value: t.field({ type: 'JSON', nullable: true, resolve: (version, _args, context) => revealed(context, version) }),
     at: t.expose('at', { type: 'DateTime' }),
     actor: t.exposeString('actor', { nullable: true }),
   }),

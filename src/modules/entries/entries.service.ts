@@ -8,6 +8,7 @@ import { validateValue } from '../../domain/json-schema.js';
 import { checkFirst, checkKey, checkNamespace, checkScope, GLOBAL_SCOPE } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
 import type { LogPosition } from '../../events/change-feed.js';
+import { ValuePolicy } from './entries.policy.js';
 
 import {
   CHANGE_COLUMNS,
@@ -20,7 +21,6 @@ import {
   keyRange,
   LIVE,
   MAX_TTL_SECONDS,
-  MAX_VALUE_BYTES,
   positionCondition,
   toChange,
   toEntry,
@@ -53,8 +53,8 @@ export interface EntryChange {
   actor: string | null;
 }
 
-/** One version of an entry, as `entryHistory` lists it. */
-export type EntryVersion = Omit<EntryChange, 'namespace' | 'scope' | 'key'>;
+/** One version of an entry, as `entryHistory` lists it (GraphQL leaves out the address it shares). */
+export type EntryVersion = EntryChange;
 
 export interface Page<T> {
   nodes: T[];
@@ -75,6 +75,7 @@ export class EntriesService {
     private readonly database: DatabaseHandle,
     private readonly access: AccessService,
     private readonly bus: EventBus,
+    private readonly policy = new ValuePolicy(),
   ) {
     bus.on((event) => {
       if (event.type !== 'changes') return;
@@ -144,7 +145,7 @@ export class EntriesService {
       SELECT ${ENTRY_COLUMNS} FROM entries
       WHERE tenant_id = ${tenantId} AND namespace = ${namespace} AND scope = ${scope} AND key = ${key} AND ${LIVE}`);
     if (row) return toEntry(row);
-    return this.defaultEntry(settings, scope, key);
+    return this.defaultEntry(tenantId, settings, scope, key);
   }
 
   /**
@@ -185,9 +186,9 @@ export class EntriesService {
     }
     if (!row?.op) {
       if (row?.oldest_version && row.oldest_version > 1) throw revisionCompacted(row.oldest_revision ?? '0');
-      return this.defaultEntry(settings, scope, key);
+      return this.defaultEntry(tenantId, settings, scope, key);
     }
-    if (row.op !== 'SET') return this.defaultEntry(settings, scope, key);
+    if (row.op !== 'SET') return this.defaultEntry(tenantId, settings, scope, key);
     return {
       namespace,
       scope,
@@ -218,7 +219,7 @@ export class EntriesService {
   async restore(principal: Principal, input: EntryAddress & { version: number }): Promise<Entry> {
     const { namespace, key, scope } = this.address(input);
     if (!Number.isInteger(input.version) || input.version < 1) throw badInput('version', 'version must be 1 or more');
-    await this.settings(principal.tenantId, namespace);
+    const settings = await this.settings(principal.tenantId, namespace);
     const sameKey = sql`tenant_id = ${principal.tenantId} AND namespace = ${namespace} AND scope = ${scope} AND key = ${key}`;
     const [row] = await this.database.rows<{
       op: ChangeOp | null;
@@ -234,7 +235,9 @@ export class EntriesService {
       throw badInput('version', `${key} has no version ${input.version}`);
     }
     if (row.op !== 'SET') throw badInput('version', `Version ${input.version} of ${key} is a deletion, not a value`);
-    return this.set(principal, { namespace, scope, key, value: row.value });
+    // A sensitive value is opened and sealed again: set seals what it is given.
+    const value = settings.sensitive ? this.policy.open(principal.tenantId, { namespace, scope, key, value: row.value }) : row.value;
+    return this.set(principal, { namespace, scope, key, value });
   }
 
   /**
@@ -257,13 +260,16 @@ export class EntriesService {
   }
 
   /** A namespace with a `defaultValue` answers reads of a missing entry with it, at version 0. */
-  private defaultEntry(settings: NamespaceSettings, scope: string, key: string): Entry | null {
+  private defaultEntry(tenantId: string, settings: NamespaceSettings, scope: string, key: string): Entry | null {
     if (settings.defaultValue === null || settings.defaultValue === undefined) return null;
     return {
       namespace: settings.name,
       scope,
       key,
-      value: settings.defaultValue,
+      // Sealed like a stored value, so that it reaches callers (and hides from readers) the same way.
+      value: settings.sensitive
+        ? JSON.parse(this.policy.stored(tenantId, settings, scope, key, JSON.stringify(settings.defaultValue)))
+        : settings.defaultValue,
       version: 0,
       revision: '0',
       createdAt: settings.createdAt,
@@ -285,7 +291,7 @@ export class EntriesService {
         AND scope = ANY(${sql.param(scopes)}::text[]) AND ${LIVE}
       ORDER BY array_position(${sql.param(scopes)}::text[], scope::text) LIMIT 1`);
     if (row) return toEntry(row);
-    return scopes[0] === undefined ? null : this.defaultEntry(settings, scopes[0], key);
+    return scopes[0] === undefined ? null : this.defaultEntry(tenantId, settings, scopes[0], key);
   }
 
   async list(
@@ -309,14 +315,15 @@ export class EntriesService {
       conditions.push(sql`key >= ${from}`);
       if (to !== null) conditions.push(sql`key < ${to}`);
     }
+    const settings = await this.settings(tenantId, namespace);
     if (input.match !== null && input.match !== undefined) {
+      this.policy.refuseSensitive(settings, 'match', 'A value filter');
       conditions.push(sql`value @> ${encodeValue(input.match, 'match')}::jsonb`);
     }
     if (input.after) {
       const [scope, key] = decodeCursor(input.after, 'after', 2);
       conditions.push(sql`(scope, key) > (${scope}, ${key})`);
     }
-    await this.settings(tenantId, namespace);
     const rows = await this.database.rows<EntryRow>(sql`
       SELECT ${ENTRY_COLUMNS} FROM entries WHERE ${sql.join(conditions, sql` AND `)}
       ORDER BY scope, key LIMIT ${first + 1}`);
@@ -326,6 +333,11 @@ export class EntriesService {
       nodes,
       pageInfo: { hasNextPage: rows.length > first, endCursor: last ? encodeCursor([last.scope, last.key]) : null },
     };
+  }
+
+  /** The value inside a stored one: opens the sealed values of sensitive namespaces. */
+  open(tenantId: string, row: { namespace: string; scope: string; key: string; value: unknown }): unknown {
+    return this.policy.open(tenantId, row);
   }
 
   /** Live entry counts of the given namespaces (for `Namespace.entryCount`, batched). */
@@ -342,11 +354,14 @@ export class EntriesService {
     input: EntryAddress & { value?: unknown; expectedVersion?: number | null; ttlSeconds?: number | null },
   ): Promise<Entry> {
     const { namespace, key, scope } = this.address(input);
-    const value = encodeValue(input.value, 'value');
+    const { tenantId } = principal;
+    const text = encodeValue(input.value, 'value', (await this.policy.limits(tenantId)).maxValueBytes);
     const expected = this.checkExpectedVersion(input.expectedVersion);
-    const settings = await this.settings(principal.tenantId, namespace);
+    const settings = await this.settings(tenantId, namespace);
     if (settings.schema !== null && settings.schema !== undefined) validateValue(settings.schema, input.value);
     const expiresAt = this.expiry(input.ttlSeconds, settings);
+    const value = this.policy.stored(tenantId, settings, scope, key, text);
+    await this.policy.checkQuota(tenantId, [{ namespace, scope, key, value }]);
     return this.upsert(principal, { namespace, scope, key }, expected, {
       inserted: sql`${value}::jsonb`,
       updated: sql`excluded.value`,
@@ -356,23 +371,26 @@ export class EntriesService {
 
   async patch(principal: Principal, input: EntryAddress & { patch?: unknown; expectedVersion?: number | null }): Promise<Entry> {
     const { namespace, key, scope } = this.address(input);
-    const patch = encodeValue(input.patch, 'patch');
+    const maxBytes = (await this.policy.limits(principal.tenantId)).maxValueBytes;
+    const patch = encodeValue(input.patch, 'patch', maxBytes);
     const expected = this.checkExpectedVersion(input.expectedVersion);
     const settings = await this.settings(principal.tenantId, namespace);
+    this.policy.refuseSensitive(settings, 'patch', 'A merge patch');
+    await this.policy.checkQuota(principal.tenantId, [{ namespace, scope, key, value: patch }]);
     const base = JSON.stringify(settings.defaultValue ?? {});
     return this.upsert(
       principal,
       { namespace, scope, key },
       expected,
       {
-        inserted: sql`statehouse_limit_size(statehouse_merge_patch(${base}::jsonb, ${patch}::jsonb), ${MAX_VALUE_BYTES})`,
+        inserted: sql`statehouse_limit_size(statehouse_merge_patch(${base}::jsonb, ${patch}::jsonb), ${maxBytes})`,
         updated: sql`CASE WHEN e.deleted OR e.expires_at <= now() THEN excluded.value
-                          ELSE statehouse_limit_size(statehouse_merge_patch(e.value, ${patch}::jsonb), ${MAX_VALUE_BYTES}) END`,
+                          ELSE statehouse_limit_size(statehouse_merge_patch(e.value, ${patch}::jsonb), ${maxBytes}) END`,
         expiresAt: this.expiry(null, settings),
       },
       settings,
     ).catch((error: unknown) => {
-      if (sqlState(error) === 'SH413') throw payloadTooLarge('patch', MAX_VALUE_BYTES);
+      if (sqlState(error) === 'SH413') throw payloadTooLarge('patch', maxBytes);
       throw error;
     });
   }
@@ -382,6 +400,8 @@ export class EntriesService {
     const by = input.by ?? 1;
     if (!Number.isFinite(by)) throw badInput('by', 'by must be a finite number');
     const settings = await this.settings(principal.tenantId, namespace);
+    this.policy.refuseSensitive(settings, 'by', 'An increment');
+    await this.policy.checkQuota(principal.tenantId, [{ namespace, scope, key, value: '0' }]);
     const base = typeof settings.defaultValue === 'number' ? settings.defaultValue : 0;
     // numeric, not float: 0.1 + 0.2 stays 0.3 and large counters stay exact.
     const entry = await this.upsert(

@@ -99,12 +99,12 @@ function holdsNul(value: unknown): boolean {
   return false;
 }
 
-/** The JSON text of a value, refused when over the size limit or not storable. */
-export function encodeValue(value: unknown, field: string): string {
+/** The JSON text of a value, refused when over the size limit (the tenant's `maxValueBytes`) or not storable. */
+export function encodeValue(value: unknown, field: string, limit = MAX_VALUE_BYTES): string {
   const text = JSON.stringify(value);
   if (text === undefined) throw badInput(field, `${field} must be a JSON value`);
   if (text.includes('\\u0000') && holdsNul(value)) throw badInput(field, `${field} may not contain the character U+0000`);
-  if (Buffer.byteLength(text) > MAX_VALUE_BYTES) throw payloadTooLarge(field, MAX_VALUE_BYTES);
+  if (Buffer.byteLength(text) > limit) throw payloadTooLarge(field, limit);
   return text;
 }
 

@@ -30,7 +30,12 @@ const NamespaceRef = builder.objectRef<NamespaceSettings>('Namespace').implement
     openAccess: t.exposeBoolean('openAccess'),
     sensitive: t.exposeBoolean('sensitive'),
     schema: t.expose('schema', { type: 'JSON', nullable: true, description: 'JSON Schema (draft 2020-12) every written value must match' }),
-    defaultValue: t.expose('defaultValue', { type: 'JSON', nullable: true }),
+    defaultValue: t.field({
+      type: 'JSON',
+      nullable: true,
+      description: 'null for a READER when the namespace is sensitive',
+      resolve: (ns, _args, context) => (ns.sensitive && context.principal?.role === 'READER' ? null : ns.defaultValue),
+    }),
     defaultTtlSeconds: t.exposeInt('defaultTtlSeconds', { nullable: true }),
     historyLimit: t.exposeInt('historyLimit', { nullable: true }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),

@@ -64,11 +64,16 @@ export class NamespacesService {
     private readonly database: DatabaseHandle,
     private readonly access: AccessService,
     private readonly bus: EventBus,
+    /** Whether an encryption key is configured, without which no namespace may be sensitive. */
+    private readonly canSeal = false,
   ) {}
 
   async create(tenantId: string, input: NamespaceInput): Promise<NamespaceSettings> {
     const name = checkNamespace(input.name, 'name');
     checkSettings(input);
+    if (input.sensitive && !this.canSeal) {
+      throw badInput('sensitive', 'A sensitive namespace needs STATEHOUSE_ENCRYPTION_KEY to be set on the gateway');
+    }
     const [row] = await this.database.rows<{ name: string }>(sql`
       INSERT INTO namespaces (tenant_id, name, description, open_access, sensitive, schema, default_value, default_ttl_seconds, history_limit)
       VALUES (${tenantId}, ${name}, ${input.description ?? null}, ${input.openAccess ?? true}, ${input.sensitive ?? false},

@@ -1,5 +1,6 @@
 import { builder } from '../../graphql/builder.js';
 import { principalOf } from '../../graphql/principal.js';
+import { auditSensitiveRead } from '../audit/audit.graphql.js';
 
 const ImportMode = builder.enumType('ImportMode', {
   values: {
@@ -14,7 +15,11 @@ builder.queryFields((t) => ({
     description: 'The namespaces (all, or those named) with their settings and live entries',
     args: { namespaces: t.arg.stringList() },
     authScopes: { admin: true },
-    resolve: (_root, args, context) => context.services.portability.export(principalOf(context).tenantId, args.namespaces),
+    resolve: async (_root, args, context) => {
+      const exported = await context.services.portability.export(principalOf(context).tenantId, args.namespaces);
+      for (const ns of exported.namespaces) if (ns.sensitive && ns.entries.length > 0) auditSensitiveRead(context, ns.name);
+      return exported;
+    },
   }),
 }));
 

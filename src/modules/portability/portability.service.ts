@@ -6,6 +6,7 @@ import { badInput } from '../../domain/errors.js';
 import { checkSchema, validateValue } from '../../domain/json-schema.js';
 import { checkKey, checkNamespace, checkScope } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
+import { ValuePolicy } from '../entries/entries.policy.js';
 import { CURRENT_REVISION, encodeValue, MAX_TTL_SECONDS, tenantLockName } from '../entries/entries.sql.js';
 
 export const EXPORT_FORMAT = 'statehouse-export';
@@ -50,6 +51,7 @@ export class PortabilityService {
     private readonly database: DatabaseHandle,
     private readonly access: AccessService,
     private readonly bus: EventBus,
+    private readonly policy = new ValuePolicy(),
   ) {}
 
   async export(tenantId: string, names: readonly string[] | null | undefined): Promise<Export> {
@@ -64,7 +66,12 @@ export class PortabilityService {
     const entries = new Map<string, ExportedEntry[]>();
     for (const row of rows) {
       const list = entries.get(row.namespace) ?? [];
-      list.push({ scope: row.scope, key: row.key, value: row.value, expiresAt: row.expires_at && new Date(row.expires_at).toISOString() });
+      list.push({
+        scope: row.scope,
+        key: row.key,
+        value: this.policy.open(tenantId, row),
+        expiresAt: row.expires_at && new Date(row.expires_at).toISOString(),
+      });
       entries.set(row.namespace, list);
     }
     return {
@@ -91,8 +98,27 @@ export class PortabilityService {
    * not in `data` are never touched.
    */
   async import(principal: Principal, data: unknown, mode: ImportMode): Promise<boolean> {
-    const namespaces = this.parse(data);
     const { tenantId } = principal;
+    const limits = await this.policy.limits(tenantId);
+    const existing = await this.access.namespaces(tenantId);
+    const namespaces = this.parse(data, limits.maxValueBytes).map((ns) => {
+      // An existing namespace keeps its sensitivity (import does not change it); its values are sealed if it has one.
+      const settings = existing.get(ns.name) ?? ns;
+      if (settings.sensitive && !this.policy.canSeal) {
+        throw badInput('data', `Namespace ${ns.name} is sensitive: importing it needs STATEHOUSE_ENCRYPTION_KEY to be set on the gateway`);
+      }
+      const entries = ns.entries.map((entry) => ({
+        ...entry,
+        text: this.policy.stored(tenantId, settings, entry.scope, entry.key, entry.text),
+      }));
+      return { ...ns, entries };
+    });
+    await this.policy.checkQuota(
+      tenantId,
+      namespaces.flatMap((ns) =>
+        ns.entries.map((entry) => ({ namespace: ns.name, scope: entry.scope, key: entry.key, value: entry.text })),
+      ),
+    );
     const actor = actorOf(principal);
     const revision = await this.database.transaction(async (rows) => {
       await rows(sql`SELECT pg_advisory_xact_lock(hashtextextended(${tenantLockName(tenantId)}, 0))`);
@@ -156,7 +182,7 @@ export class PortabilityService {
   }
 
   /** Validates a whole export document before anything is written; every failure names its place. */
-  private parse(data: unknown) {
+  private parse(data: unknown, maxValueBytes: number) {
     if (!isObject(data) || data.format !== EXPORT_FORMAT || data.version !== 1 || !Array.isArray(data.namespaces)) {
       throw badInput('data', `data must be an export of this gateway ({ format: "${EXPORT_FORMAT}", version: 1, namespaces: [...] })`);
     }
@@ -195,7 +221,7 @@ export class PortabilityService {
           const key = checkKey(String(entry.key ?? ''), `${where}.key`);
           if (keys.has(`${scope}\u001f${key}`)) throw badInput(`${where}.key`, `${scope}/${key} appears twice in ${name}`);
           keys.add(`${scope}\u001f${key}`);
-          const text = encodeValue(entry.value, `${where}.value`);
+          const text = encodeValue(entry.value, `${where}.value`, maxValueBytes);
           if (schema !== null) validateValue(schema, entry.value);
           const expiresAt = entry.expiresAt ? new Date(String(entry.expiresAt)) : null;
           if (expiresAt !== null && Number.isNaN(expiresAt.getTime())) throw badInput(`${where}.expiresAt`, 'expiresAt must be a date');

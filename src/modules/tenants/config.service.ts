@@ -16,10 +16,15 @@ export interface TenantConfig {
     maxAliases: number;
     maxCost: number;
     maxBatchOperations: number;
+    maxConnectionsPerToken: number;
+    maxSubscriptionsPerSocket: number;
   };
   quotas: { maxEntries: number | null; maxBytes: number | null };
   rateLimit: { perTokenPerSecond: number | null };
 }
+
+/** The largest `limits.maxValueBytes` a tenant may set. */
+export const MAX_VALUE_BYTES_SETTING = 16 * 1_048_576;
 
 const positive = (maximum: number) => ({ type: 'integer', minimum: 1, maximum });
 const optionalPositive = (maximum: number) => ({ type: ['integer', 'null'], minimum: 1, maximum });
@@ -36,13 +41,15 @@ const CONFIG_SCHEMA = {
       type: 'object',
       additionalProperties: false,
       properties: {
-        maxValueBytes: positive(16 * 1_048_576),
+        maxValueBytes: positive(MAX_VALUE_BYTES_SETTING),
         maxCommitOperations: positive(10_000),
         maxMetricsPerCall: positive(100_000),
         maxDepth: positive(100),
         maxAliases: positive(1_000),
         maxCost: positive(1_000_000),
         maxBatchOperations: positive(1_000),
+        maxConnectionsPerToken: positive(100_000),
+        maxSubscriptionsPerSocket: positive(10_000),
       },
     },
     quotas: {
@@ -72,6 +79,9 @@ export function defaultConfig(activeWindowSeconds: number): TenantConfig {
       maxAliases: 30,
       maxCost: 5000,
       maxBatchOperations: 20,
+      // Enough for a benchmark's thousand subscriber sockets on one agent token.
+      maxConnectionsPerToken: 2_000,
+      maxSubscriptionsPerSocket: 100,
     },
     quotas: { maxEntries: null, maxBytes: null },
     rateLimit: { perTokenPerSecond: null },

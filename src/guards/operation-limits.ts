@@ -1,0 +1,115 @@
+import { costLimitRule } from '@escape.tech/graphql-armor-cost-limit';
+import { maxAliasesRule } from '@escape.tech/graphql-armor-max-aliases';
+import { maxDepthRule } from '@escape.tech/graphql-armor-max-depth';
+import {
+  type DocumentNode,
+  type ExecutionArgs,
+  GraphQLError,
+  type GraphQLSchema,
+  NoSchemaIntrospectionCustomRule,
+  validate,
+  visit,
+} from 'graphql';
+import type { Plugin } from 'graphql-yoga';
+import type { Context } from '../context.js';
+import { StatehouseError } from '../domain/errors.js';
+import { toGraphQLError } from '../graphql/errors.js';
+import { defaultConfig, type TenantConfig } from '../modules/tenants/config.service.js';
+import { RateLimiter } from './rate-limiter.js';
+
+type Limits = TenantConfig['limits'];
+
+/**
+ * graphql-armor's depth, alias and cost rules with one tenant's limits; introspection is exempt.
+ * They throw on the first limit exceeded.
+ */
+function complexityRules(limits: Limits) {
+  const common = { propagateOnRejection: true, exposeLimits: true };
+  return {
+    shape: [
+      maxDepthRule({ ...common, n: limits.maxDepth, ignoreIntrospection: true, flattenFragments: true }),
+      maxAliasesRule({ ...common, n: limits.maxAliases }),
+    ],
+    cost: [costLimitRule({ ...common, maxCost: limits.maxCost, ignoreIntrospection: true })],
+  };
+}
+
+/**
+ * The document the cost rule sees: without `first`/`last`, which graphql-armor multiplies a field's
+ * cost by. Every list here is already capped (pages at 1,000), and the multiplier would refuse the
+ * contract's own `changes(first: 1000)` under the default cost of 5,000 (and only when written
+ * literally, not as a variable).
+ */
+const withoutPageSizes = (document: DocumentNode): DocumentNode =>
+  visit(document, { Argument: (node) => (node.name.value === 'first' || node.name.value === 'last' ? null : undefined) });
+
+function firstViolation(schema: GraphQLSchema, document: DocumentNode, limits: Limits): GraphQLError | null {
+  const rules = complexityRules(limits);
+  try {
+    validate(schema, document, rules.shape);
+    validate(schema, withoutPageSizes(document), rules.cost);
+    return null;
+  } catch (error) {
+    if (error instanceof GraphQLError) return error;
+    throw error;
+  }
+}
+
+const tooComplex = (error: GraphQLError) => new StatehouseError('QUERY_TOO_COMPLEX', error.message.replace(/^Syntax Error: /, ''));
+
+/**
+ * Per-operation guards that need the caller's tenant, so they run once the context exists (graphql-js
+ * validation runs before it): the token's rate limit, then the tenant's depth, alias and cost limits.
+ * Verdicts are cached per parsed document (Yoga reuses the parsed document of a repeated query) and
+ * per limits, so a hot query is checked once.
+ */
+export function useOperationLimits(): Plugin<Context> {
+  const rates = new RateLimiter();
+  const verdicts = new WeakMap<DocumentNode, Map<string, StatehouseError | null>>();
+  const anonymous = defaultConfig(300);
+
+  function complexity(args: ExecutionArgs, limits: Limits): StatehouseError | null {
+    const key = `${limits.maxDepth}/${limits.maxAliases}/${limits.maxCost}`;
+    let byLimits = verdicts.get(args.document);
+    if (!byLimits) verdicts.set(args.document, (byLimits = new Map()));
+    let verdict = byLimits.get(key);
+    if (verdict === undefined) {
+      const violation = firstViolation(args.schema, args.document, limits);
+      verdict = violation ? tooComplex(violation) : null;
+      byLimits.set(key, verdict);
+    }
+    return verdict;
+  }
+
+  async function check(args: ExecutionArgs): Promise<StatehouseError | null> {
+    const { principal, services } = args.contextValue as Context;
+    const config = principal ? await services.config.get(principal.tenantId) : anonymous;
+    const perSecond = config.rateLimit.perTokenPerSecond;
+    if (principal && perSecond !== null) {
+      const waitMs = rates.take(principal.tokenId, perSecond);
+      if (waitMs > 0) {
+        return new StatehouseError('RATE_LIMITED', `More than ${perSecond} operations a second for this token`, {
+          retryAfterMs: waitMs,
+          limit: perSecond,
+        });
+      }
+    }
+    return complexity(args, config.limits);
+  }
+
+  return {
+    onExecute: async ({ args, setResultAndStopExecution }) => {
+      const error = await check(args);
+      if (error) setResultAndStopExecution({ errors: [toGraphQLError(error)] });
+    },
+    onSubscribe: async ({ args, setResultAndStopExecution }) => {
+      const error = await check(args);
+      if (error) setResultAndStopExecution({ errors: [toGraphQLError(error)] });
+    },
+  };
+}
+
+/** Refuses `__schema` and `__type` (STATEHOUSE_INTROSPECTION=false): the schema stays private to the operator. */
+export const withoutIntrospection = (): Plugin => ({
+  onValidate: ({ addValidationRule }) => addValidationRule(NoSchemaIntrospectionCustomRule),
+});

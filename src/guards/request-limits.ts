@@ -1,0 +1,79 @@
+import { GraphQLError } from 'graphql';
+import type { Plugin } from 'graphql-yoga';
+import { bearerToken } from '../auth/tokens.js';
+import type { Services } from '../context.js';
+import { defaultConfig, type TenantConfig } from '../modules/tenants/config.service.js';
+
+const DEFAULTS = defaultConfig(300).limits;
+/** The most a batched request may hold whatever a tenant configures (the config schema's maximum). */
+export const MAX_BATCH_OPERATIONS = 1_000;
+
+const requestError = (code: string, message: string, status: number, details: Record<string, unknown>) =>
+  new GraphQLError(message, { extensions: { code, ...details, http: { status } } });
+
+/** Reads a body without a Content-Length, refusing it as soon as it passes `limit` bytes. */
+async function readLimited(request: Request, limit: number): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (request.body) {
+    for await (const chunk of request.body as unknown as AsyncIterable<Uint8Array>) {
+      size += chunk.byteLength;
+      if (size > limit) throw tooLarge(limit);
+      chunks.push(chunk);
+    }
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+const tooLarge = (limit: number) =>
+  requestError('PAYLOAD_TOO_LARGE', `The request body is larger than ${limit} bytes`, 413, { field: 'body', limit });
+
+/**
+ * Limits of a request before any GraphQL work: the body (twice the tenant's `maxValueBytes`, so
+ * that an over-large value is answered with PAYLOAD_TOO_LARGE naming it rather than a bare 413) and
+ * the number of operations in a batched request (`maxBatchOperations`).
+ *
+ * A body with a Content-Length within the default limit needs no lookup: a tenant with lower limits
+ * still refuses the value itself. Only larger or unannounced (chunked) bodies are measured against
+ * the caller's own tenant settings.
+ */
+export function useRequestLimits(services: Services): Plugin {
+  async function limitsOf(request: Request): Promise<TenantConfig['limits']> {
+    const token = bearerToken(request.headers.get('authorization'));
+    const principal = token ? await services.authenticator.authenticate(token) : null;
+    return principal ? (await services.config.get(principal.tenantId)).limits : DEFAULTS;
+  }
+
+  return {
+    onRequestParse: async ({ request, requestParser, setRequestParser }) => {
+      let limits: TenantConfig['limits'] | undefined;
+      if (request.method === 'POST') {
+        const announced = request.headers.get('content-length');
+        const length = announced === null ? null : Number(announced);
+        if (length === null || length > 2 * DEFAULTS.maxValueBytes) {
+          limits = await limitsOf(request);
+          const bodyLimit = 2 * limits.maxValueBytes;
+          if (length !== null && length > bodyLimit) throw tooLarge(bodyLimit);
+          if (length === null && requestParser) {
+            setRequestParser(async (original) => {
+              const text = await readLimited(original, bodyLimit);
+              return requestParser(new Request(original.url, { method: 'POST', headers: original.headers, body: text }));
+            });
+          }
+        }
+      }
+      return {
+        onRequestParseDone: async ({ requestParserResult: parsed }) => {
+          if (!Array.isArray(parsed)) return;
+          limits ??= await limitsOf(request);
+          if (parsed.length > limits.maxBatchOperations) {
+            throw requestError('QUERY_TOO_COMPLEX', `A batched request may hold at most ${limits.maxBatchOperations} operations`, 400, {
+              field: 'body',
+              limit: limits.maxBatchOperations,
+            });
+          }
+        },
+      };
+    },
+  };
+}

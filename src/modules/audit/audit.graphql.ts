@@ -1,0 +1,154 @@
+import {
+  type ExecutionArgs,
+  type ExecutionResult,
+  getArgumentValues,
+  getOperationAST,
+  type GraphQLError,
+  type GraphQLObjectType,
+  Kind,
+} from 'graphql';
+import type { Plugin } from 'graphql-yoga';
+import type { Context } from '../../context.js';
+import { StatehouseError } from '../../domain/errors.js';
+import { actorOf } from '../../auth/principal.js';
+import { builder } from '../../graphql/builder.js';
+import { principalOf } from '../../graphql/principal.js';
+import { Role } from '../tokens/tokens.graphql.js';
+import type { AuditEvent } from './audit.service.js';
+
+const AuditOutcomeEnum = builder.enumType('AuditOutcome', { values: ['ALLOWED', 'DENIED'] as const });
+
+const AuditEventRef = builder.objectRef<AuditEvent>('AuditEvent').implement({
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    at: t.expose('at', { type: 'DateTime' }),
+    actor: t.exposeString('actor', { nullable: true }),
+    role: t.field({ type: Role, nullable: true, resolve: (event) => event.role }),
+    action: t.exposeString('action', { description: 'The root field: a mutation, or read for a read of sensitive values' }),
+    target: t.exposeString('target', { nullable: true, description: 'namespace/scope/key, a namespace, or an id' }),
+    outcome: t.expose('outcome', { type: AuditOutcomeEnum }),
+    detail: t.expose('detail', { type: 'JSON', nullable: true, description: 'The error code and, when denied, the reason' }),
+  }),
+});
+
+builder.queryFields((t) => ({
+  auditLog: t.field({
+    type: [AuditEventRef],
+    description: 'Newest first; first ≤ 1000. Tokens and values never appear in it.',
+    args: {
+      actor: t.arg.string(),
+      action: t.arg.string(),
+      outcome: t.arg({ type: AuditOutcomeEnum }),
+      since: t.arg({ type: 'DateTime' }),
+      first: t.arg.int({ defaultValue: 100 }),
+    },
+    authScopes: { admin: true },
+    resolve: (_root, args, context) => context.services.audit.list(principalOf(context).tenantId, args),
+  }),
+}));
+
+/** Codes that mean the caller was refused, rather than that the operation failed. */
+const DENIALS = new Set(['FORBIDDEN', 'UNAUTHENTICATED', 'RATE_LIMITED', 'QUOTA_EXCEEDED', 'QUERY_TOO_COMPLEX']);
+
+const codeOf = (error: GraphQLError): string | undefined =>
+  error.originalError instanceof StatehouseError ? error.originalError.code : (error.extensions?.code as string | undefined);
+
+/** Names the thing a root field acts on from its arguments — ids and names only, never values. */
+function targetOf(args: Record<string, unknown>): string | null {
+  const input = (typeof args.input === 'object' && args.input !== null ? args.input : args) as Record<string, unknown>;
+  if (Array.isArray(input.operations)) {
+    const namespaces = new Set<string>();
+    for (const operation of input.operations as Record<string, { namespace?: unknown } | null>[]) {
+      for (const part of Object.values(operation ?? {})) if (typeof part?.namespace === 'string') namespaces.add(part.namespace);
+    }
+    return [...namespaces].join(',') || null;
+  }
+  const place = [
+    input.namespace ?? input.name,
+    input.key === undefined ? undefined : (input.scope ?? 'global'),
+    input.key,
+    input.agentId,
+    input.id,
+  ];
+  const parts = place.filter((part): part is string => typeof part === 'string' && part.length > 0);
+  return parts.length > 0 ? parts.join('/').slice(0, 1_000) : null;
+}
+
+/**
+ * Records every mutation, and every operation refused (FORBIDDEN, UNAUTHENTICATED, limits), with
+ * the caller, the root field, its target and the outcome. Callers without a valid token belong to
+ * no tenant, so their refusals are not in any tenant's log.
+ */
+export function useAuditTrail(): Plugin<Context> {
+  function recordResult(args: ExecutionArgs, result: ExecutionResult): void {
+    const { principal, services } = args.contextValue as Context;
+    if (!principal) return;
+    const operation = getOperationAST(args.document, args.operationName);
+    if (!operation) return;
+    const errors = new Map<string, GraphQLError>();
+    let operationError: GraphQLError | undefined;
+    for (const error of result.errors ?? []) {
+      const root = error.path?.[0];
+      if (typeof root === 'string') errors.set(root, error);
+      else operationError ??= error;
+    }
+    const rootType: GraphQLObjectType | null | undefined = args.schema.getRootType(operation.operation);
+    for (const selection of operation.selectionSet.selections) {
+      if (selection.kind !== Kind.FIELD || selection.name.value.startsWith('__')) continue;
+      const error = errors.get(selection.alias?.value ?? selection.name.value) ?? operationError;
+      const code = error ? codeOf(error) : undefined;
+      const denied = code !== undefined && DENIALS.has(code);
+      if (operation.operation !== 'mutation' && !denied) continue;
+      let target: string | null = null;
+      const field = rootType?.getFields()[selection.name.value];
+      try {
+        if (field) target = targetOf(getArgumentValues(field, selection, args.variableValues ?? {}));
+      } catch {
+        // arguments that do not coerce were refused before execution: no target to name
+      }
+      services.audit.record({
+        tenantId: principal.tenantId,
+        actor: actorOf(principal),
+        role: principal.role,
+        action: selection.name.value,
+        target,
+        outcome: denied ? 'DENIED' : 'ALLOWED',
+        detail: error ? { code: code ?? 'INTERNAL_SERVER_ERROR', ...(denied ? { reason: error.message } : {}) } : null,
+      });
+    }
+  }
+
+  return {
+    onExecute: () => ({
+      onExecuteDone: ({ args, result }) => {
+        if (!(Symbol.asyncIterator in result)) recordResult(args, result);
+      },
+    }),
+    onSubscribe: () => ({
+      onSubscribeResult: ({ args, result }) => {
+        if (!(Symbol.asyncIterator in result)) recordResult(args, result);
+      },
+    }),
+  };
+}
+
+const audited = new WeakMap<Context, Set<string>>();
+
+/** Records, once per operation and namespace, that the caller read values of a sensitive namespace. */
+export function auditSensitiveRead(context: Context, namespace: string): void {
+  const { principal } = context;
+  if (!principal) return;
+  let seen = audited.get(context);
+  if (!seen) audited.set(context, (seen = new Set()));
+  if (seen.has(namespace)) return;
+  seen.add(namespace);
+  context.services.audit.record({
+    tenantId: principal.tenantId,
+    actor: actorOf(principal),
+    role: principal.role,
+    action: 'read',
+    target: namespace,
+    outcome: 'ALLOWED',
+    detail: { sensitive: true },
+  });
+}
