@@ -25,16 +25,20 @@ import {
   type BenchDb,
   type ChangeRow,
   changesPage,
+  commitSets,
   type EntryRow,
   getEntry,
   headRevision,
   incrementEntry,
   type LogPosition,
   listEntries,
+  type MetricPoint,
+  metricTotals,
   NAMESPACE,
   openPglite,
   openPostgres,
   REPLAY_PAGE,
+  recordMetrics,
   setEntry,
 } from './sql.js';
 
@@ -81,6 +85,16 @@ const typeDefs = /* GraphQL */ `
     nodes: [Entry!]!
     pageInfo: PageInfo!
   }
+  type CommitResult {
+    revision: Revision!
+    entries: [Entry!]!
+  }
+  type MetricSummary {
+    name: String!
+    count: Int!
+    min: Float!
+    max: Float!
+  }
   input SetEntryInput {
     namespace: String!
     key: String!
@@ -93,13 +107,29 @@ const typeDefs = /* GraphQL */ `
     scope: String = "global"
     by: Float = 1
   }
+  input OperationInput {
+    set: SetEntryInput
+  }
+  input CommitInput {
+    operations: [OperationInput!]!
+  }
+  input MetricInput {
+    name: String!
+    value: Float!
+    unit: String
+    tags: JSON
+    at: DateTime
+  }
   type Query {
     entry(namespace: String!, key: String!, scope: String = "global"): Entry
     entries(namespace: String!, prefix: String, first: Int = 100): EntryConnection!
+    metricSummary(name: String!): [MetricSummary!]!
   }
   type Mutation {
     setEntry(input: SetEntryInput!): Entry!
     incrementEntry(input: IncrementEntryInput!): Entry!
+    commit(input: CommitInput!): CommitResult!
+    recordMetrics(metrics: [MetricInput!]!): Int!
   }
   type Subscription {
     entryChanged(namespace: String, keyPrefix: String, afterRevision: Revision): EntryChange!
@@ -195,6 +225,11 @@ async function main(): Promise<void> {
         const { rows, hasNextPage } = await listEntries(db, args.prefix, args.first ?? 100);
         return { nodes: rows.map(toEntry), pageInfo: { hasNextPage, endCursor: null } };
       },
+      // Only for the bench's check after workload 7 (count, min, max), not Statehouse's summary SQL.
+      metricSummary: async (_: unknown, args: { name: string }) => {
+        const totals = await metricTotals(db, args.name);
+        return totals ? [{ name: args.name, ...totals }] : [];
+      },
     },
     Mutation: {
       setEntry: async (_: unknown, { input }: { input: { namespace: string; key: string; value: unknown } }) => {
@@ -213,6 +248,22 @@ async function main(): Promise<void> {
         publish(toChange(entry));
         return entry;
       },
+      commit: async (
+        _: unknown,
+        { input }: { input: { operations: { set?: { namespace: string; key: string; value: unknown } | null }[] } },
+      ) => {
+        const sets = input.operations.map(({ set }) => {
+          if (!set) fail('the bare server only commits sets');
+          checkNamespace(set.namespace);
+          return { key: set.key, valueJson: JSON.stringify(set.value) };
+        });
+        const { revision, rows } = await commitSets(db, sets, ACTOR);
+        if (revision === null) fail('nothing written');
+        const entries = rows.map(toEntry);
+        for (const entry of entries) publish(toChange(entry));
+        return { revision, entries };
+      },
+      recordMetrics: async (_: unknown, args: { metrics: MetricPoint[] }) => recordMetrics(db, ACTOR, args.metrics),
     },
     Subscription: {
       entryChanged: {

@@ -40,6 +40,7 @@ const UNIT_LABEL: Record<string, string> = {
   'changes/s': 'chg/s',
   'bytes/socket': 'KB/sock',
   'entry-writes/s': 'writes/s',
+  'points/s': 'points/s',
 };
 
 function figure(m: Measurement | undefined): string {

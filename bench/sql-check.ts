@@ -1,19 +1,23 @@
 /**
- * Guards bench/sql.ts against drift: renders the SQL that Statehouse's EntriesService sends for the
- * measured operations (with a recording stand-in for the database) and compares it, whitespace aside,
+ * Guards bench/sql.ts against drift: renders the SQL that Statehouse's EntriesService, CommitService
+ * and MetricsService send for the measured operations (with a recording stand-in for the database) and compares it, whitespace aside,
  * with the copies the bare server and the limit run. A mismatch does not fail the run, but every
  * reference number is then suspect, so it is printed and stored with the results.
  */
 import { PgDialect } from 'drizzle-orm/pg-core';
+import { CommitService } from '../src/modules/entries/entries.commit.js';
 import { EntriesService } from '../src/modules/entries/entries.service.js';
+import { MetricsService } from '../src/modules/metrics/metrics.service.js';
 import {
   type BenchDb,
   changesPage,
+  commitSets,
   getEntry,
   headRevision,
   incrementEntry,
   listEntries,
   NAMESPACE,
+  recordMetrics,
   SCOPE,
   setEntry,
   TENANT,
@@ -40,21 +44,30 @@ const ROW = {
   watermark: '3',
 };
 
+/** Two sets for the commit (workload 6), two points for recordMetrics (workload 7): enough to show the arrays' shape. */
+const COMMIT = [
+  { key: 'a', value: { a: 1 } },
+  { key: 'b', value: 2 },
+];
+const POINTS = [
+  { name: 'latency', value: 1.5, unit: 'ms', tags: { worker: 'w1' } },
+  { name: 'latency', value: 2 },
+];
+
 /** What Statehouse sends for the measured operations, in order, on PostgreSQL or PGlite. */
 async function statehouseStatements(kind: BenchDb['kind']): Promise<Statement[]> {
   const dialect = new PgDialect();
   const sent: Statement[] = [];
-  const database = {
-    kind,
-    rows: async (query: Parameters<PgDialect['sqlToQuery']>[0]) => {
-      const { sql, params } = dialect.sqlToQuery(query);
-      sent.push({ sql, params });
-      return [ROW];
-    },
+  const rows = async (query: Parameters<PgDialect['sqlToQuery']>[0]) => {
+    const { sql, params } = dialect.sqlToQuery(query);
+    sent.push({ sql, params });
+    return [ROW];
   };
+  const database = { kind, rows, transaction: (work: (inner: typeof rows) => Promise<unknown>) => work(rows) };
   const settings = { name: NAMESPACE, schema: null, defaultValue: null, defaultTtlSeconds: null, createdAt: new Date() };
-  const access = { namespace: async () => settings };
-  const bus = { publish: () => {} };
+  const access = { namespace: async () => settings, namespaces: async () => new Map([[NAMESPACE, settings]]) };
+  const config = { get: async () => ({ limits: { maxMetricsPerCall: 1_000 }, metricsRetentionHours: 24 }) };
+  const bus = { publish: () => {}, on: () => () => {} };
   const principal = { tenantId: TENANT, tokenId: 't', tokenName: 't', role: 'AGENT', agentId: 'bench-agent', bootstrap: false } as const;
   const service = new EntriesService(database as never, access as never, bus as never);
   await service.set(principal, { namespace: NAMESPACE, key: 'k', value: { a: 1 } });
@@ -69,6 +82,10 @@ async function statehouseStatements(kind: BenchDb['kind']): Promise<Statement[]>
     limit: 500,
   });
   await service.headRevision(TENANT);
+  await new CommitService(database as never, access as never, bus as never).commit(principal, {
+    operations: COMMIT.map(({ key, value }) => ({ set: { namespace: NAMESPACE, key, value } })),
+  });
+  await new MetricsService(database as never, access as never, config as never, bus as never).record(TENANT, principal.agentId, POINTS);
   return sent;
 }
 
@@ -83,6 +100,7 @@ async function benchStatements(kind: BenchDb['kind']): Promise<[string, Statemen
       return [ROW] as T[];
     },
     exec: async () => {},
+    transaction: (work) => work(db.query),
     close: async () => {},
   };
   const as = async (label: string, work: () => Promise<unknown>) => {
@@ -98,6 +116,9 @@ async function benchStatements(kind: BenchDb['kind']): Promise<[string, Statemen
     changesPage(db, { revision: '1', namespace: NAMESPACE, scope: SCOPE, key: 'k' }, '9', 500),
   );
   await as('feed head (HEAD_REVISION)', () => headRevision(db));
+  const sets = COMMIT.map(({ key, value }) => ({ key, valueJson: JSON.stringify(value) }));
+  await as('commit (COMMIT_LOCK, COMMIT_CURRENT, COMMIT_WRITE in turn)', () => commitSets(db, sets, 'bench-agent'));
+  await as('recordMetrics (RECORD_METRICS)', () => recordMetrics(db, 'bench-agent', POINTS));
   return sent;
 }
 

@@ -1,9 +1,10 @@
 /**
  * The SQL of the measured operations, exactly as Statehouse sends it (copied from the statements that
- * src/modules/entries/entries.service.ts renders; bench/sql-check.ts compares them, text and parameters, at every run), as
- * plain postgres.js queries, or PGlite queries on the embedded backend. The limit (bench/limit.ts) and
- * the bare server (bench/bare-server.ts) both run these functions, so all three targets do the same
- * database work per operation.
+ * src/modules/entries/entries.service.ts, entries.commit.ts and src/modules/metrics/metrics.service.ts
+ * render; bench/sql-check.ts compares them, text and parameters, at every run), as plain postgres.js
+ * queries, or PGlite queries on the embedded backend. The limit (bench/run.ts) and the bare server
+ * (bench/bare-server.ts) both run these functions, so all three targets do the same database work per
+ * operation.
  */
 import { PGlite } from '@electric-sql/pglite';
 import postgres from 'postgres';
@@ -24,6 +25,8 @@ export interface BenchDb {
   query: Query;
   /** Statements without parameters, several separated by semicolons. */
   exec(text: string): Promise<void>;
+  /** Runs `work` in one transaction (BEGIN … COMMIT, as Statehouse's commit does); rolls back when it throws. */
+  transaction<T>(work: (query: Query) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -44,14 +47,18 @@ export function openPostgres(url: string, max = POOL_SIZE): BenchDb {
   }
   options.serializers['114'] = transparent;
   options.serializers['3802'] = transparent;
+  // Named prepared statements, as postgres.js does for its tagged templates.
+  const on =
+    (sql: postgres.Sql | postgres.TransactionSql): Query =>
+    async <T>(text: string, params: unknown[] = []) =>
+      (await sql.unsafe(text, params as never[], { prepare: true })) as unknown as T[];
   return {
     kind: 'postgres',
-    // Named prepared statements, as postgres.js does for its tagged templates.
-    query: async <T>(text: string, params: unknown[] = []) =>
-      (await client.unsafe(text, params as never[], { prepare: true })) as unknown as T[],
+    query: on(client),
     exec: async (text) => {
       await client.unsafe(text);
     },
+    transaction: <T>(work: (query: Query) => Promise<T>) => client.begin((tx) => work(on(tx))) as Promise<T>,
     close: once(() => client.end({ timeout: 5 })),
   };
 }
@@ -79,6 +86,8 @@ function wrapPglite(client: PGlite): BenchDb {
     exec: async (text) => {
       await client.exec(text);
     },
+    transaction: (work) =>
+      client.transaction((tx) => work(async <T>(text: string, params: unknown[] = []) => (await tx.query<T>(text, params)).rows)),
     close: once(() => client.close()),
   };
 }
@@ -191,6 +200,67 @@ export const CHANGES_NEXT_PAGE = `
 export const HEAD_REVISION = `
       SELECT max(revision)::text AS revision FROM changes WHERE tenant_id = $1 AND revision < ${WATERMARK}`;
 
+/**
+ * commit, first statement: the tenant's lock (shared) and every key's lock, in byte order so that
+ * commits cannot deadlock, taken before the transaction has an id (entries.commit.ts).
+ */
+export const COMMIT_LOCK = `
+        SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0)),
+               (SELECT count(pg_advisory_xact_lock(hashtextextended(name, 0))) FROM
+                 (SELECT name FROM unnest($2::text[]) AS name
+                  ORDER BY name COLLATE "C") AS ordered)`;
+
+/** commit, second statement: each key's current version (for conditions) and the values of patches and increments. */
+export const COMMIT_CURRENT = `
+      SELECT k.i, e.version, (e.deleted OR coalesce(e.expires_at <= now(), false)) AS gone,
+             CASE k.kind
+               WHEN 'patch' THEN statehouse_merge_patch(CASE WHEN e.version IS NULL OR e.deleted OR e.expires_at <= now() THEN k.base ELSE e.value END, k.argument)
+               WHEN 'increment' THEN CASE
+                 WHEN e.version IS NULL OR e.deleted OR e.expires_at <= now() THEN to_jsonb((k.base #>> '{}')::numeric + k.by)
+                 WHEN jsonb_typeof(e.value) = 'number' THEN to_jsonb((e.value #>> '{}')::numeric + k.by)
+               END
+             END AS computed,
+             (k.kind = 'increment' AND e.version IS NOT NULL AND NOT e.deleted AND coalesce(e.expires_at > now(), true)
+               AND jsonb_typeof(e.value) <> 'number') AS not_a_number
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]::jsonb[], $6::text[]::jsonb[], $7::text[]::numeric[])
+           WITH ORDINALITY AS k(namespace, scope, key, kind, argument, base, by, i)
+      LEFT JOIN entries e ON e.tenant_id = $8 AND e.namespace = k.namespace AND e.scope = k.scope AND e.key = k.key
+      ORDER BY k.i`;
+
+/** commit, third statement: every entry and its change in one statement, all at the transaction's revision. */
+export const COMMIT_WRITE = `
+        WITH input AS (
+          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]::jsonb[], $5::text[]::boolean[], $6::text[]::int[])
+            AS i(namespace, scope, key, value, deleted, ttl)
+        ), up AS (
+          INSERT INTO entries AS e (tenant_id, namespace, scope, key, value, version, revision, deleted, created_at, updated_at, updated_by, expires_at)
+          SELECT $7, namespace, scope, key, value, 1, pg_current_xact_id()::text::bigint, deleted, clock.at, clock.at, $8,
+                 CASE WHEN ttl IS NULL THEN NULL ELSE now() + make_interval(secs => ttl) END
+          FROM input, (SELECT clock_timestamp() AS at) AS clock
+          ON CONFLICT (tenant_id, namespace, scope, key) DO UPDATE SET
+            value = excluded.value,
+            version = e.version + 1,
+            revision = excluded.revision,
+            deleted = excluded.deleted,
+            created_at = CASE WHEN e.deleted OR e.expires_at <= now() THEN excluded.created_at ELSE e.created_at END,
+            updated_at = excluded.updated_at,
+            updated_by = excluded.updated_by,
+            expires_at = excluded.expires_at
+          RETURNING e.*
+        ), log AS (
+          INSERT INTO changes (tenant_id, revision, namespace, scope, key, op, version, value, actor, at)
+          SELECT tenant_id, revision, namespace, scope, key, CASE WHEN deleted THEN 'DELETE' ELSE 'SET' END::change_op,
+                 version, value, updated_by, updated_at FROM up
+        )
+        SELECT ${ENTRY_COLUMNS}, deleted FROM up`;
+
+/** recordMetrics: the batch in one statement (metrics.service.ts). */
+export const RECORD_METRICS = `
+      INSERT INTO metrics (tenant_id, agent_id, name, value, unit, tags, at)
+      SELECT $1, $2, p.name, p.value, p.unit, p.tags, coalesce(p.at, now())
+      FROM unnest($3::text[], $4::text[]::float8[], $5::text[], $6::text[]::jsonb[], $7::text[]::timestamptz[]) AS p(name, value, unit, tags, at)
+      RETURNING name, value, unit, tags, agent_id, at`;
+
 // ---------------------------------------------------------------------------------------------
 // The operations, one function per statement.
 
@@ -281,6 +351,74 @@ export async function listEntries(db: BenchDb, prefix: string, first: number): P
 export async function headRevision(db: BenchDb): Promise<string> {
   const [row] = await db.query<{ revision: string | null }>(HEAD_REVISION, [TENANT]);
   return row?.revision ?? '0';
+}
+
+/** One `set` of a commit: a key of namespace bench (scope global) and its value as JSON text. */
+export interface CommitSet {
+  key: string;
+  valueJson: string;
+}
+
+/**
+ * A commit of sets without conditions, as Statehouse runs it: in one transaction, the locks, the
+ * current state of every key (which a set without expectedVersion does not use, but Statehouse reads
+ * it for every commit), then every entry and change in one statement. The rows in operation order.
+ */
+export async function commitSets(
+  db: BenchDb,
+  sets: readonly CommitSet[],
+  actor: string,
+): Promise<{ revision: string | null; rows: EntryRow[] }> {
+  const column = <T>(value: T) => sets.map(() => value);
+  const keys = sets.map((set) => set.key);
+  const values = sets.map((set) => set.valueJson);
+  const written = await db.transaction(async (query) => {
+    await query(COMMIT_LOCK, [TENANT_LOCK, [...new Set(keys.map(lockKey))]]);
+    await query(COMMIT_CURRENT, [column(NAMESPACE), column(SCOPE), keys, column('set'), values, column('{}'), column(null), TENANT]);
+    return query<EntryRow>(COMMIT_WRITE, [column(NAMESPACE), column(SCOPE), keys, values, column('false'), column(null), TENANT, actor]);
+  });
+  const byKey = new Map(written.map((row) => [row.key, row]));
+  const rows = keys.flatMap((key) => byKey.get(key) ?? []);
+  return { revision: written[0]?.revision ?? null, rows };
+}
+
+/** One point of recordMetrics, as the GraphQL input gives it. */
+export interface MetricPoint {
+  name: string;
+  value: number;
+  unit?: string | null;
+  tags?: unknown;
+  /** A DateTime (the bare server's scalar gives a Date, the limit has none). */
+  at?: Date | string | null;
+}
+
+/** recordMetrics as `actor`: the points' columns as text arrays, as Statehouse sends them; how many were stored. */
+export async function recordMetrics(db: BenchDb, actor: string, points: readonly MetricPoint[]): Promise<number> {
+  const rows = await db.query(RECORD_METRICS, [
+    TENANT,
+    actor,
+    points.map((p) => p.name),
+    points.map((p) => String(p.value)),
+    points.map((p) => p.unit ?? null),
+    points.map((p) => (p.tags === null || p.tags === undefined ? null : JSON.stringify(p.tags))),
+    points.map((p) => (p.at ? new Date(p.at).toISOString() : null)),
+  ]);
+  return rows.length;
+}
+
+export interface MetricTotals {
+  count: number;
+  min: number;
+  max: number;
+}
+
+/** The count, min and max of a metric's points (the bench's check after workload 7; not measured). */
+export async function metricTotals(db: BenchDb, name: string): Promise<MetricTotals | null> {
+  const [row] = await db.query<{ count: number; min: number | string; max: number | string }>(
+    `SELECT count(*)::int AS count, min(value) AS min, max(value) AS max FROM metrics WHERE tenant_id = $1 AND name = $2 HAVING count(*) > 0`,
+    [TENANT, name],
+  );
+  return row ? { count: Number(row.count), min: Number(row.min), max: Number(row.max) } : null;
 }
 
 /** A position in the change log: after all of `revision`, or after that one change of it. */

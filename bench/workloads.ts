@@ -3,18 +3,22 @@
  * and to the bare server, plus the same work as SQL for the limit, and the checks that every answer must
  * pass. The limit's rows are shaped like the GraphQL answer, so one `check` serves all three targets.
  *
- * Adding a workload (say 6, `commit`, once issue 5 lands) is one more entry in WORKLOADS: its query,
- * how to make each request, how to check each answer, and its SQL for the limit.
+ * Adding a workload is one more entry in WORKLOADS: its query, how to make each request, how to check
+ * each answer, and its SQL for the limit.
  */
 import type { RequestPlan } from './measure.js';
 import {
   type BenchDb,
+  commitSets,
   type EntryRow,
   getEntry,
   growKey,
   incrementEntry,
   listEntries,
+  type MetricPoint,
+  type MetricTotals,
   NAMESPACE,
+  recordMetrics,
   SEED_PREFIX,
   seedKey,
   setEntry,
@@ -39,6 +43,8 @@ export interface RunContext {
   reads: { kind: 'seed' | 'grow'; count: number };
   /** Reads one entry of namespace bench through the target (GraphQL, or SQL for the limit). */
   read(key: string): Promise<StoredEntry | null>;
+  /** Count, min and max of one metric's points through the target (metricSummary, or SQL for the limit). */
+  metricTotals(name: string): Promise<MetricTotals | null>;
 }
 
 export interface OpRun<E = any> {
@@ -61,6 +67,11 @@ export interface HttpWorkload {
   /** Unit of the figure (default ops/s) and how many of it one request is (e.g. 50 for a commit of 50). */
   unit?: string;
   perRequest?: number;
+  /**
+   * The shortest run that counts, whatever --seconds says: a request of hundreds of writes takes
+   * long enough that a 1-second run (--quick) may end before a cold server has answered any.
+   */
+  minSeconds?: number;
   start(context: RunContext): Promise<OpRun>;
 }
 
@@ -258,16 +269,127 @@ const page: HttpWorkload = {
   }),
 };
 
-/** The request/response workloads in table order; pending ones are listed so that the gap is obvious. */
-export const WORKLOADS: (HttpWorkload | PendingWorkload)[] = [
-  setDistinct,
-  setHot,
-  incrementHot,
-  pointRead,
-  page,
-  { id: '6', title: 'commit of 50 operations', pending: 'not yet implemented (issue 5)' },
-  { id: '7', title: 'recordMetrics of 1,000 points', pending: 'not yet implemented (issue 6)' },
-];
+const COMMIT_SIZE = 50;
+
+/**
+ * 6. commit of 50 sets on keys never written before: every answer holds the 50 entries in operation
+ * order, each at version 1 and at the commit's one revision.
+ */
+const commit: HttpWorkload = {
+  id: '6',
+  title: `commit of ${COMMIT_SIZE} sets, distinct keys`,
+  query: 'mutation($input: CommitInput!) { commit(input: $input) { revision entries { key version revision } } }',
+  unit: 'entry-writes/s',
+  perRequest: COMMIT_SIZE,
+  minSeconds: 2,
+  start: async (context) => {
+    const prefix = `c-${context.tag}-`;
+    const key = (i: number, j: number) => `${prefix}${i}-${j}`;
+    const value = (i: number, j: number) => ({ i, j, by: 'bench' });
+    let counter = 0;
+    const committed: number[] = [];
+    return {
+      next: () => {
+        const i = counter++;
+        const operations = Array.from({ length: COMMIT_SIZE }, (_, j) => ({
+          set: { namespace: NAMESPACE, key: key(i, j), value: value(i, j) },
+        }));
+        return { variables: { input: { operations } }, expect: i };
+      },
+      check: (data, i: number) => {
+        const result = data?.commit;
+        const entries = result?.entries as { key?: unknown; version?: unknown; revision?: unknown }[] | undefined;
+        if (!/^\d+$/.test(String(result?.revision)) || !Array.isArray(entries) || entries.length !== COMMIT_SIZE) {
+          return `commit ${i} answered ${describe(result)} (expected ${COMMIT_SIZE} entries and a revision)`;
+        }
+        for (let j = 0; j < COMMIT_SIZE; j++) {
+          const entry = entries[j];
+          if (entry?.key !== key(i, j) || entry.version !== 1 || String(entry.revision) !== String(result.revision)) {
+            return `commit ${i} (revision ${result.revision}): entry ${j} is ${describe(entry)} (expected version 1 of ${key(i, j)} at the commit's revision)`;
+          }
+        }
+        committed.push(i);
+        return null;
+      },
+      sql: async (db, plan) => {
+        const i = plan.expect as number;
+        const sets = Array.from({ length: COMMIT_SIZE }, (_, j) => ({ key: key(i, j), valueJson: JSON.stringify(value(i, j)) }));
+        const { revision, rows } = await commitSets(db, sets, AGENT_ID);
+        return { commit: { revision, entries: rows.map(entryShape) } };
+      },
+      finish: async () => {
+        // Read a sample of the answered commits' keys back: they must hold what was written.
+        for (let n = 0; n < Math.min(20, committed.length * COMMIT_SIZE); n++) {
+          const i = committed[randomInt(committed.length)] ?? 0;
+          const j = randomInt(COMMIT_SIZE);
+          const stored = await context.read(key(i, j));
+          const held = stored?.value as { i?: unknown; j?: unknown } | undefined;
+          if (stored?.version !== 1 || held?.i !== i || held?.j !== j) {
+            return `${key(i, j)} reads back as ${describe(stored)} after an answered commit`;
+          }
+        }
+        return null;
+      },
+    };
+  },
+};
+
+const METRIC_POINTS = 1_000;
+/** Points spread over a few metric names, as an agent reports several measures at once. */
+const METRIC_NAMES = 4;
+
+/**
+ * 7. recordMetrics of 1,000 points as the bench's agent (names unique to the run, a unit and tags on
+ * each): every answer is 1,000, and afterwards each name holds 250 points per answered call with
+ * the values sent.
+ */
+const metrics: HttpWorkload = {
+  id: '7',
+  title: `recordMetrics of ${METRIC_POINTS.toLocaleString('en-US')} points`,
+  query: 'mutation($metrics: [MetricInput!]!) { recordMetrics(metrics: $metrics) }',
+  unit: 'points/s',
+  perRequest: METRIC_POINTS,
+  minSeconds: 2,
+  start: async (context) => {
+    const names = Array.from({ length: METRIC_NAMES }, (_, k) => `bench.${context.tag}.m${k}`);
+    // The same batch every call: the values are checked by their extremes, per name.
+    const points: MetricPoint[] = Array.from({ length: METRIC_POINTS }, (_, j) => ({
+      name: names[j % METRIC_NAMES] ?? '',
+      value: j + 0.25,
+      unit: 'ms',
+      tags: { worker: `w${j % 8}`, region: 'bench' },
+    }));
+    let answered = 0;
+    return {
+      next: () => ({ variables: { metrics: points }, expect: METRIC_POINTS }),
+      check: (data, expect: number) => {
+        if (data?.recordMetrics !== expect) return `recordMetrics of ${expect} points answered ${describe(data?.recordMetrics)}`;
+        answered++;
+        return null;
+      },
+      sql: async (db, plan) => ({ recordMetrics: await recordMetrics(db, AGENT_ID, plan.variables.metrics as MetricPoint[]) }),
+      finish: async (maxUnanswered) => {
+        const perName = METRIC_POINTS / METRIC_NAMES;
+        for (const [k, name] of names.entries()) {
+          const totals = await context.metricTotals(name);
+          const calls = (totals?.count ?? 0) / perName;
+          if (!totals || calls < answered || calls > answered + maxUnanswered || !Number.isInteger(calls)) {
+            return `${name} holds ${totals?.count ?? 0} points after ${answered} answered calls of ${perName} points each`;
+          }
+          const min = k + 0.25;
+          const max = METRIC_POINTS - METRIC_NAMES + k + 0.25;
+          if (totals.min !== min || totals.max !== max) {
+            return `${name}'s points range from ${totals.min} to ${totals.max}, but the values sent range from ${min} to ${max}`;
+          }
+        }
+        return null;
+      },
+    };
+  },
+};
+
+/** The request/response workloads in table order; a pending one is listed so that the gap is obvious. */
+export const WORKLOADS: (HttpWorkload | PendingWorkload)[] = [setDistinct, setHot, incrementHot, pointRead, page, commit, metrics];
 
 /** The workloads rerun by 11 (growth). */
 export const GROWTH_WORKLOADS = [setDistinct, pointRead];
