@@ -30,8 +30,8 @@ const chartPoints = () => page.$eval('#metric-chart', (chart) => Number((chart a
 const figure = (name: string) => page.textContent(`#metric-summary [data-figure="${name}"] dd`);
 
 beforeAll(async () => {
-  // A sensitive namespace holds values only on a gateway with an encryption key (a gateway without the option ignores it).
-  const options = { app: { encryptionKey: 'a1'.repeat(32) } } as unknown as Parameters<typeof startGateway>[0];
+  // A sensitive namespace holds values only on a gateway with an encryption key.
+  const options = { app: { encryptionKey: 'a1'.repeat(32) } };
   [gateway, browser] = await Promise.all([startGateway(options), chromium.launch({ executablePath: '/usr/bin/chromium' })]);
   dashboardUrl = new URL('/dashboard', gateway.url).toString();
 

@@ -62,8 +62,8 @@ export class ValueCipher {
     return JSON.parse(json);
   }
 
-  /** True when the value was sealed with an older key (what `npm run rotate-key` re-seals). */
-  isStale(sealed: SealedValue): boolean {
-    return sealed.$sealed.split('.')[1] !== this.current.id;
+  /** The prefix of values sealed with the current key: anything else is re-sealed by `npm run rotate-key`. */
+  get currentPrefix(): string {
+    return `v1.${this.current.id}.`;
   }
 }
