@@ -211,14 +211,14 @@ export async function buildApp(options: AppOptions): Promise<App> {
         return false;
       },
       onClose: ({ extra }) => socketLimits.release(extra.socket),
-      onSubscribe: async (ctx, _id, payload) => {
+      onSubscribe: async (ctx, id, payload) => {
         const token = bearerToken(authorizationOf(ctx.connectionParams));
         if (token === undefined) {
           ctx.extra.socket.close(4401, 'Unauthorized');
           return [new GraphQLError('Unauthorized')];
         }
         const principal = await services.authenticator.authenticate(token);
-        const refused = principal && (await socketLimits.checkSubscriptions(principal, Object.keys(ctx.subscriptions).length));
+        const refused = principal && (await socketLimits.checkSubscriptions(principal, ctx.subscriptions, id));
         if (refused) return [toGraphQLError(refused)];
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx,

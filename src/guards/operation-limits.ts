@@ -98,6 +98,15 @@ export function useOperationLimits(): Plugin<Context> {
   }
 
   return {
+    // graphql-js gives up on a document whose field merging or fragments take too much work to
+    // check ("Validation aborted."): a query too complex, not a malformed one.
+    onValidate:
+      () =>
+      ({ result, setResult }) => {
+        if (result.some((error) => error.message === 'Validation aborted.')) {
+          setResult([toGraphQLError(new StatehouseError('QUERY_TOO_COMPLEX', 'The query takes too much work to validate'))]);
+        }
+      },
     onExecute: async ({ args, setResultAndStopExecution }) => {
       const error = await check(args);
       if (error) setResultAndStopExecution({ errors: [toGraphQLError(error)] });

@@ -15,6 +15,8 @@ export const TOO_MANY_CONNECTIONS = 4429;
 export class SocketLimits {
   private readonly open = new Map<string, number>();
   private readonly tokenOf = new WeakMap<object, string>();
+  /** Per socket (by its graphql-ws subscription list): the ids this check let through. */
+  private readonly admitted = new WeakMap<object, Set<string>>();
 
   constructor(private readonly services: Services) {}
 
@@ -37,10 +39,24 @@ export class SocketLimits {
     else this.open.delete(tokenId);
   }
 
-  /** An error when a socket that already runs `active` subscriptions may not start another. */
-  async checkSubscriptions(principal: Principal, active: number): Promise<StatehouseError | null> {
+  /**
+   * An error when the socket may not start subscription `id`. `subscriptions` is graphql-ws's own
+   * list for the socket: it holds `id` itself and every operation still being set up (as null), so
+   * counting it would refuse a burst of subscribe messages wholesale. What counts is what runs and
+   * what this check has admitted; the count and the admission happen in one step, so concurrent
+   * checks see each other.
+   */
+  async checkSubscriptions(principal: Principal, subscriptions: Record<string, unknown>, id: string): Promise<StatehouseError | null> {
     const { limits } = await this.services.config.get(principal.tenantId);
-    if (active < limits.maxSubscriptionsPerSocket) return null;
+    let admitted = this.admitted.get(subscriptions);
+    if (!admitted) this.admitted.set(subscriptions, (admitted = new Set()));
+    let active = 0;
+    for (const other of admitted) if (!(other in subscriptions)) admitted.delete(other);
+    for (const [other, running] of Object.entries(subscriptions)) if (other !== id && (running !== null || admitted.has(other))) active++;
+    if (active < limits.maxSubscriptionsPerSocket) {
+      admitted.add(id);
+      return null;
+    }
     return new StatehouseError('RATE_LIMITED', `At most ${limits.maxSubscriptionsPerSocket} subscriptions may run on one socket`, {
       limit: limits.maxSubscriptionsPerSocket,
     });
