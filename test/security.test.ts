@@ -10,6 +10,7 @@ import { getIntrospectionQuery } from 'graphql';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
+import { leakIn } from './support/leaks.js';
 import { openSse } from './support/sse.js';
 import { openRawSocket, type RawSocket } from './support/raw-socket.js';
 import { ADMIN_TOKEN, eventually, type Gateway, type GraphQLResponse, startGateway, subscribe } from './support/gateway.js';
@@ -32,6 +33,15 @@ afterAll(async () => {
 let counter = 0;
 /** A fresh name, valid as a tenant, namespace, agent id, key or token name. */
 const unique = (label: string) => `${label}-${(++counter).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** A moment strictly after everything recorded so far, for `auditLog(since:)`. */
+async function now(): Promise<string> {
+  await sleep(5);
+  const at = new Date().toISOString();
+  await sleep(5);
+  return at;
+}
 
 const codesOf = (result: { errors?: { extensions?: Record<string, unknown> }[] }) =>
   (result.errors ?? []).map((error) => error.extensions?.code);
@@ -390,5 +400,393 @@ describe('WebSocket limits', () => {
     expect(socket.isOpen()).toBe(true);
     socket.close();
     await expectHealthy();
+  });
+});
+
+describe('introspection and GraphiQL switches', () => {
+  it('refuses __schema and __type when introspection is off, and answers them when on', async () => {
+    for (const query of ['{ __schema { queryType { name } } }', '{ __type(name: "Query") { name } }']) {
+      const refused = await plain.gql(ADMIN_TOKEN, query);
+      expect(refused.errors?.length).toBeGreaterThan(0);
+      expect(refused.data ?? null).toBeNull();
+      expect(JSON.stringify((await gw.ok(ADMIN_TOKEN, query)) ?? null)).toContain('Query');
+    }
+    expect((await plain.ok(ADMIN_TOKEN, '{ viewer { role } }')).viewer.role).toBe('ADMIN');
+  });
+
+  it('serves no GraphiQL page to a browser when GraphiQL is off', async () => {
+    const page = (on: Gateway) => fetch(on.url, { headers: { accept: 'text/html' } });
+    const on = await page(gw);
+    expect(on.headers.get('content-type')).toMatch(/text\/html/);
+    expect(await on.text()).toMatch(/graphiql/i);
+    const off = await page(plain);
+    expect(off.headers.get('content-type') ?? '').not.toMatch(/text\/html/);
+    expect(await off.text()).not.toMatch(/graphiql/i);
+  });
+});
+
+describe('sensitive namespaces', () => {
+  /** One operation that reads a key's value every way a query can. */
+  const EVERY_READ = `query($ns: String!, $key: String!) {
+    entry(namespace: $ns, key: $key) { value }
+    absent: entry(namespace: $ns, key: "absent") { value version }
+    entries(namespace: $ns) { nodes { key value } }
+    resolveEntry(namespace: $ns, key: $key, scopes: ["global"]) { value }
+    entryHistory(namespace: $ns, key: $key) { value }
+    changes(namespace: $ns) { nodes { value } }
+    namespace(name: $ns) { sensitive defaultValue }
+  }`;
+  const STORED = sql`SELECT value::text AS value FROM entries UNION ALL SELECT value::text FROM changes`;
+
+  interface Vault {
+    admin: string;
+    agent: string;
+    agentId: string;
+    reader: string;
+    ns: string;
+    secret: string;
+  }
+  /** A tenant with a sensitive namespace holding `key` = { secret } (written by the agent), and its principals. */
+  async function vault(label: string, key = 'k'): Promise<Vault> {
+    const admin = await newTenant(label);
+    const ns = unique('vault');
+    const secret = `plain-${randomBytes(8).toString('hex')}`;
+    await addNamespace(admin, ns, { sensitive: true, defaultValue: { secret: `default-${secret}` } });
+    const agentId = unique('agent');
+    const [agent, reader] = await Promise.all([addAgent(admin, agentId, [ns]), addToken(admin, unique('reader'))]);
+    await gw.ok(agent, SET, { ns, key, value: { secret } });
+    return { admin, agent, agentId, reader, ns, secret };
+  }
+
+  const storedText = async () => (await gw.db.handle.rows<{ value: string | null }>(STORED)).map((row) => row.value ?? '').join('\n');
+
+  it('needs an encryption key: without one, creating a sensitive namespace is BAD_USER_INPUT naming sensitive', async () => {
+    const refused = await plain.gql(ADMIN_TOKEN, 'mutation { createNamespace(input: { name: "secrets", sensitive: true }) { name } }');
+    expectError(refused, 'BAD_USER_INPUT', 'sensitive');
+    expect((await plain.ok(ADMIN_TOKEN, '{ namespace(name: "secrets") { name } }')).namespace).toBeNull();
+  });
+
+  it('stores values sealed, shows them to ADMIN and AGENT, and to a READER only their metadata', async () => {
+    const v = await vault('sealed');
+    const stored = await storedText();
+    expect(stored).not.toContain(v.secret);
+    expect(stored).toContain('$sealed');
+
+    for (const token of [v.admin, v.agent]) {
+      const seen = await gw.ok(token, EVERY_READ, { ns: v.ns, key: 'k' });
+      expect(seen.entry.value).toEqual({ secret: v.secret });
+      expect(seen.absent).toEqual({ value: { secret: `default-${v.secret}` }, version: 0 });
+      expect(seen.entries.nodes).toEqual([{ key: 'k', value: { secret: v.secret } }]);
+      expect(seen.resolveEntry.value).toEqual({ secret: v.secret });
+      expect(seen.entryHistory.map((version: { value: unknown }) => version.value)).toEqual([{ secret: v.secret }]);
+      expect(seen.changes.nodes).toEqual([{ value: { secret: v.secret } }]);
+      expect(seen.namespace).toEqual({ sensitive: true, defaultValue: { secret: `default-${v.secret}` } });
+    }
+    const committed = await gw.ok(v.agent, COMMIT, { ops: [{ set: { namespace: v.ns, key: 'c', value: { secret: v.secret } } }] });
+    expect(committed.commit.entries).toEqual([{ key: 'c', value: { secret: v.secret } }]);
+
+    const masked = await gw.ok(v.reader, EVERY_READ, { ns: v.ns, key: 'k' });
+    expect(masked.entry.value).toBeNull();
+    expect(masked.absent).toEqual({ value: null, version: 0 });
+    expect(masked.entries.nodes).toEqual([
+      { key: 'c', value: null },
+      { key: 'k', value: null },
+    ]);
+    expect(masked.resolveEntry.value).toBeNull();
+    expect(masked.entryHistory.map((version: { value: unknown }) => version.value)).toEqual([null]);
+    expect(masked.changes.nodes).toEqual([{ value: null }, { value: null }]);
+    expect(masked.namespace).toEqual({ sensitive: true, defaultValue: null });
+    expect(JSON.stringify(masked)).not.toContain(v.secret);
+    const unfiltered = await gw.ok(v.reader, '{ changes(first: 1000) { nodes { namespace value } } }');
+    expect(JSON.stringify(unfiltered)).not.toContain(v.secret);
+    expectError(await gw.gql(v.reader, '{ exportState }'), 'FORBIDDEN');
+  });
+
+  it('delivers entryChanged with the value to an AGENT and without it to a READER, on WebSocket and SSE', async () => {
+    const v = await vault('feeds');
+    const query = 'subscription($ns: String) { entryChanged(namespace: $ns) { key value } }';
+    const readerWs = subscribe(gw.ws(v.reader), query, { ns: v.ns });
+    const readerAll = subscribe(gw.ws(v.reader), query, {});
+    const agentWs = subscribe(gw.ws(v.agent), query, { ns: v.ns });
+    const readerSse = openSse(gw.url, v.reader, query, { ns: v.ns });
+    try {
+      await readerSse.response;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await gw.ok(v.admin, SET, { ns: v.ns, key: 'live', value: { secret: v.secret } });
+      const [fromAgent] = await agentWs.waitFor(1);
+      expect(fromAgent?.data).toEqual({ entryChanged: { key: 'live', value: { secret: v.secret } } });
+      for (const feed of [readerWs, readerAll]) {
+        const [change] = await feed.waitFor(1);
+        expect(change?.data).toEqual({ entryChanged: { key: 'live', value: null } });
+      }
+      await eventually(() => readerSse.results.length > 0, 5_000, 'the change over SSE');
+      expect(readerSse.results[0]?.data).toEqual({ entryChanged: { key: 'live', value: null } });
+      expect(readerSse.text()).not.toContain(v.secret);
+    } finally {
+      for (const feed of [readerWs, readerAll, agentWs]) feed.stop();
+      readerSse.close();
+    }
+  });
+
+  it('refuses patch, increment and value filters on a sensitive namespace with BAD_USER_INPUT, and restores versions', async () => {
+    const v = await vault('jsonb');
+    const refusals: [string, Record<string, unknown>, string][] = [
+      ['mutation($ns: String!) { patchEntry(input: { namespace: $ns, key: "k", patch: { more: 1 } }) { version } }', {}, 'patch'],
+      ['mutation($ns: String!) { incrementEntry(input: { namespace: $ns, key: "n" }) { version } }', {}, 'by'],
+      ['query($ns: String!) { entries(namespace: $ns, match: { secret: "x" }) { nodes { key } } }', {}, 'match'],
+      [COMMIT, { ops: [{ patch: { namespace: v.ns, key: 'k', patch: { more: 1 } } }] }, ''],
+      [COMMIT, { ops: [{ increment: { namespace: v.ns, key: 'n' } }] }, ''],
+    ];
+    for (const [query, variables, field] of refusals) {
+      expectError(await gw.gql(v.agent, query, { ns: v.ns, ...variables }), 'BAD_USER_INPUT', field || undefined);
+    }
+    expect(await entryValue(v.admin, v.ns, 'n')).toEqual({ secret: `default-${v.secret}` });
+    expect((await gw.ok(v.admin, ENTRY, { ns: v.ns, key: 'k' })).entry.version).toBe(1);
+
+    await gw.ok(v.agent, SET, { ns: v.ns, key: 'k', value: { secret: 'second' } });
+    const restored = await gw.ok(
+      v.agent,
+      'mutation($ns: String!) { restoreEntry(input: { namespace: $ns, key: "k", version: 1 }) { value version } }',
+      { ns: v.ns },
+    );
+    expect(restored.restoreEntry).toEqual({ value: { secret: v.secret }, version: 3 });
+    expect(await storedText()).not.toContain(v.secret);
+  });
+
+  it('exports plaintext to an ADMIN and seals what importState brings back', async () => {
+    const v = await vault('portable');
+    const { exportState } = await gw.ok(v.admin, 'query($ns: String!) { exportState(namespaces: [$ns]) }', { ns: v.ns });
+    expect(exportState.namespaces[0].entries).toMatchObject([{ key: 'k', value: { secret: v.secret } }]);
+    const imported = `imported-${randomBytes(8).toString('hex')}`;
+    exportState.namespaces[0].entries.push({ scope: 'global', key: 'new', value: { secret: imported } });
+    await gw.ok(v.admin, 'mutation($data: JSON!) { importState(data: $data) }', { data: exportState });
+    expect(await entryValue(v.admin, v.ns, 'new')).toEqual({ secret: imported });
+    expect(await entryValue(v.reader, v.ns, 'new')).toBeNull();
+    expect(await storedText()).not.toContain(imported);
+  });
+
+  it('does not open a sealed value copied to another key: a masked INTERNAL error, no detail', async () => {
+    const v = await vault('copied');
+    await gw.ok(v.agent, SET, { ns: v.ns, key: 'other', value: 'mine' });
+    await gw.db.handle.rows(sql`
+      UPDATE entries SET value = (SELECT value FROM entries WHERE namespace = ${v.ns} AND key = 'k')
+      WHERE namespace = ${v.ns} AND key = 'other'`);
+    const request = 'query($ns: String!) { entry(namespace: $ns, key: "other") { value } }';
+    const result = await gw.gql(v.admin, request, { ns: v.ns });
+    expectError(result, 'INTERNAL_SERVER_ERROR');
+    const text = JSON.stringify(result);
+    expect(leakIn(text, request)).toBeNull();
+    expect(text).not.toMatch(/stack|sealed|decipher|auth tag|encryption key/i);
+    expect(text).not.toContain(v.secret);
+    expect(await entryValue(v.admin, v.ns, 'k')).toEqual({ secret: v.secret });
+  });
+
+  it('reads values sealed with a previous key after a rotation, and seals new writes with the new key', async () => {
+    const v = await vault('rotation');
+    const newKey = randomBytes(32).toString('hex');
+    const rotated = await startGateway({ db: gw.db, app: { encryptionKey: newKey, previousEncryptionKeys: [KEY] } });
+    try {
+      const sealedWith = async (key: string) => {
+        const [row] = await gw.db.handle.rows<{ sealed: string }>(
+          sql`SELECT value->>'$sealed' AS sealed FROM entries WHERE namespace = ${v.ns} AND key = ${key}`,
+        );
+        return row?.sealed.split('.')[1];
+      };
+      expect((await rotated.ok(v.admin, ENTRY, { ns: v.ns, key: 'k' })).entry.value).toEqual({ secret: v.secret });
+      await rotated.ok(v.agent, SET, { ns: v.ns, key: 'fresh', value: { secret: 'after rotation' } });
+      expect((await rotated.ok(v.agent, ENTRY, { ns: v.ns, key: 'fresh' })).entry.value).toEqual({ secret: 'after rotation' });
+      expect(await sealedWith('fresh')).not.toBe(await sealedWith('k'));
+      // The old key alone does not open what the new one sealed.
+      expectError(await gw.gql(v.admin, ENTRY, { ns: v.ns, key: 'fresh' }), 'INTERNAL_SERVER_ERROR');
+    } finally {
+      await rotated.close();
+    }
+  });
+
+  it('refuses to start without a key once a sensitive namespace exists, naming STATEHOUSE_ENCRYPTION_KEY', async () => {
+    await vault('startup');
+    // The same database, without the cross-process bus, so that the refused start leaves nothing behind.
+    const database = Object.assign(Object.create(gw.db.handle), { broadcast: undefined, listen: undefined });
+    await expect(buildApp({ database, logger: pino({ level: 'silent' }) })).rejects.toThrow(/STATEHOUSE_ENCRYPTION_KEY/);
+  });
+});
+
+describe('audit log', () => {
+  const AUDIT = `query($actor: String, $action: String, $outcome: AuditOutcome, $since: DateTime, $first: Int) {
+    auditLog(actor: $actor, action: $action, outcome: $outcome, since: $since, first: $first) { id at actor role action target outcome detail }
+  }`;
+  interface AuditEvent {
+    id: string;
+    at: string;
+    actor: string | null;
+    role: string | null;
+    action: string;
+    target: string | null;
+    outcome: 'ALLOWED' | 'DENIED';
+    detail: Record<string, unknown> | null;
+  }
+  const auditLog = async (admin: string, filter: Record<string, unknown> = {}): Promise<AuditEvent[]> =>
+    (await gw.ok(admin, AUDIT, { first: 1000, ...filter })).auditLog;
+
+  it('records every mutation with actor, role, action, target and outcome, and every denial with its reason', async () => {
+    const admin = await newTenant('audited');
+    const ns = unique('plans');
+    const locked = unique('locked');
+    await addNamespace(admin, ns);
+    await addNamespace(admin, locked, { openAccess: false });
+    const agentId = unique('agent');
+    const readerName = unique('reader');
+    const [agent, reader] = await Promise.all([addAgent(admin, agentId, [ns]), addToken(admin, readerName)]);
+    const since = await now();
+
+    await gw.ok(agent, SET, { ns, key: 'plan', value: { step: 1 } });
+    const conflict = await gw.gql(
+      agent,
+      'mutation($ns: String!) { setEntry(input: { namespace: $ns, key: "plan", value: 2, expectedVersion: 7 }) { version } }',
+      {
+        ns,
+      },
+    );
+    expectError(conflict, 'VERSION_CONFLICT');
+    expectError(await gw.gql(agent, ENTRY, { ns: locked, key: 'x' }), 'FORBIDDEN');
+    expectError(await gw.gql(reader, SET, { ns, key: 'plan', value: 3 }), 'FORBIDDEN');
+    await gw.ok(admin, 'mutation($ns: String!) { deleteEntry(input: { namespace: $ns, key: "plan" }) }', { ns });
+
+    const events = await auditLog(admin, { since });
+    const pick = ({ actor, role, action, target, outcome }: AuditEvent) => ({ actor, role, action, target, outcome });
+    // Newest first.
+    expect(events.map(pick)).toEqual([
+      { actor: 'admin:admin', role: 'ADMIN', action: 'deleteEntry', target: `${ns}/global/plan`, outcome: 'ALLOWED' },
+      { actor: `reader:${readerName}`, role: 'READER', action: 'setEntry', target: `${ns}/global/plan`, outcome: 'DENIED' },
+      { actor: agentId, role: 'AGENT', action: 'entry', target: `${locked}/global/x`, outcome: 'DENIED' },
+      { actor: agentId, role: 'AGENT', action: 'setEntry', target: `${ns}/global/plan`, outcome: 'ALLOWED' },
+      { actor: agentId, role: 'AGENT', action: 'setEntry', target: `${ns}/global/plan`, outcome: 'ALLOWED' },
+    ]);
+    expect(events[0]?.detail).toBeNull();
+    for (const denied of [events[1], events[2]]) {
+      expect(denied?.detail).toMatchObject({ code: 'FORBIDDEN', reason: expect.any(String) });
+    }
+    expect(events[3]?.detail).toEqual({ code: 'VERSION_CONFLICT' });
+    expect(events[4]?.detail).toBeNull();
+    expect(new Date(events[4]?.at ?? 0).getTime()).toBeGreaterThanOrEqual(new Date(since).getTime());
+
+    // The filters.
+    expect((await auditLog(admin, { actor: agentId, since })).map((event) => event.action)).toEqual(['entry', 'setEntry', 'setEntry']);
+    expect((await auditLog(admin, { outcome: 'DENIED', since })).map((event) => event.role)).toEqual(['READER', 'AGENT']);
+    expect((await auditLog(admin, { action: 'deleteEntry' })).length).toBe(1);
+    expect(await auditLog(admin, { since, first: 2 })).toHaveLength(2);
+  });
+
+  it('lists newest first, also where the ids gain a digit', async () => {
+    const admin = await newTenant('audit-order');
+    const [row] = await gw.db.handle.rows<{ next: string }>(sql`SELECT (coalesce(max(id), 0) + 1)::text AS next FROM audit_events`);
+    const boundary = 10n ** BigInt((row?.next ?? '1').length);
+    await gw.db.handle.rows(sql`SELECT setval('audit_events_id_seq', ${(boundary - 4n).toString()}::bigint)`);
+    for (let i = 0; i < 6; i++) await gw.ok(admin, SET, { ns: 'common', key: `k${i}`, value: i });
+    const events = await auditLog(admin, { action: 'setEntry' });
+    expect(events.map((event) => event.target)).toEqual([5, 4, 3, 2, 1, 0].map((i) => `common/global/k${i}`));
+  });
+
+  it('records a rate-limited operation as DENIED with its reason', async () => {
+    const admin = await newTenant('audit-rate');
+    const name = unique('hasty');
+    const reader = await addToken(admin, name);
+    await gw.ok(admin, SET_CONFIG, { patch: { rateLimit: { perTokenPerSecond: 2 } } });
+    const results = await Promise.all(Array.from({ length: 6 }, () => gw.gql(reader, '{ viewer { role } }')));
+    expect(results.some((result) => codesOf(result).includes('RATE_LIMITED'))).toBe(true);
+    const [denied] = await auditLog(admin, { actor: `reader:${name}`, outcome: 'DENIED' });
+    expect(denied).toMatchObject({ role: 'READER', action: 'viewer', detail: { code: 'RATE_LIMITED', reason: expect.any(String) } });
+  });
+
+  it('records reads of sensitive values once per operation, and not a READER who sees none', async () => {
+    const admin = await newTenant('audit-reads');
+    const ns = unique('vault');
+    await addNamespace(admin, ns, { sensitive: true });
+    const agentId = unique('agent');
+    const [agent, reader] = await Promise.all([addAgent(admin, agentId, [ns]), addToken(admin, unique('reader'))]);
+    await gw.ok(agent, SET, { ns, key: 'a', value: 'one' });
+    await gw.ok(agent, SET, { ns, key: 'b', value: 'two' });
+    const since = await now();
+    const everything = `query($ns: String!) {
+      entry(namespace: $ns, key: "a") { value }
+      entries(namespace: $ns) { nodes { value } }
+      changes(namespace: $ns) { nodes { value } }
+    }`;
+    await gw.ok(agent, everything, { ns });
+    await gw.ok(reader, everything, { ns });
+    await gw.ok(agent, '{ common: entries(namespace: "common") { nodes { value } } }');
+    await gw.ok(agent, 'query($ns: String!) { entry(namespace: $ns, key: "a") { key version } }', { ns });
+    expect(await auditLog(admin, { action: 'read', since })).toMatchObject([
+      { actor: agentId, role: 'AGENT', target: ns, outcome: 'ALLOWED' },
+    ]);
+
+    await gw.ok(admin, 'query($ns: String!) { exportState(namespaces: [$ns]) }', { ns });
+    expect(await auditLog(admin, { action: 'read', since })).toMatchObject([
+      { actor: 'admin:admin', target: ns },
+      { actor: agentId, target: ns },
+    ]);
+  });
+
+  it('is for admins only', async () => {
+    const admin = await newTenant('audit-admins');
+    const [agent, reader] = await Promise.all([addAgent(admin, unique('agent')), addToken(admin, unique('reader'))]);
+    for (const token of [agent, reader]) expectError(await gw.gql(token, AUDIT, {}), 'FORBIDDEN');
+    // The refusals themselves are on record.
+    expect((await auditLog(admin, { action: 'auditLog', outcome: 'DENIED' })).map((event) => event.role).sort()).toEqual([
+      'AGENT',
+      'READER',
+    ]);
+  });
+
+  it('holds no token and no value anywhere, whatever was written, refused or read', async () => {
+    const admin = await newTenant('audit-secrets');
+    const ns = unique('vault');
+    await addNamespace(admin, ns, { sensitive: true });
+    await addNamespace(admin, 'typed', { schema: { type: 'object', properties: { n: { type: 'number' } } } });
+    const agentId = unique('agent');
+    const agent = await addAgent(admin, agentId, [ns, 'typed']);
+    const readerIssue = await gw.ok(admin, 'mutation($name: String!) { createToken(input: { name: $name, role: READER }) { id token } }', {
+      name: unique('reader'),
+    });
+    const reader = readerIssue.createToken.token as string;
+    const value = (label: string) => `${label}-${randomBytes(8).toString('hex')}`;
+    const values = [value('set'), value('commit'), value('typed'), value('system'), value('refused'), value('import'), value('insight')];
+    const [set, committed, typed, system, refused, imported, insight] = values;
+
+    await gw.ok(agent, SET, { ns, key: 'k', value: { secret: set } });
+    await gw.ok(agent, COMMIT, { ops: [{ set: { namespace: 'common', key: 'c', value: committed } }] });
+    expectError(await gw.gql(agent, SET, { ns: 'typed', key: 't', value: { n: typed } }), 'VALIDATION_FAILED');
+    await gw.ok(admin, 'mutation($patch: JSON!) { updateSystemState(patch: $patch) }', { patch: { note: system } });
+    expectError(await gw.gql(reader, SET, { ns: 'common', key: 'r', value: refused }), 'FORBIDDEN');
+    await gw.ok(admin, 'mutation($data: JSON!) { importState(data: $data) }', {
+      data: {
+        format: (await gw.ok(admin, '{ exportState(namespaces: ["common"]) }')).exportState.format,
+        version: 1,
+        namespaces: [{ name: 'common', entries: [{ scope: 'global', key: 'i', value: imported }] }],
+      },
+    });
+    await gw.ok(agent, 'mutation($content: JSON!) { addInsight(input: { type: "note", content: $content }) { id } }', {
+      content: { insight },
+    });
+    await gw.ok(agent, ENTRY, { ns, key: 'k' });
+    await gw.ok(admin, 'mutation($id: ID!) { revokeToken(id: $id) }', { id: readerIssue.createToken.id });
+
+    const log = JSON.stringify(await auditLog(admin));
+    expect(log).toContain('updateSystemState');
+    expect(log).toContain('revokeToken');
+    for (const secret of [admin, agent, reader, ...values]) expect(log).not.toContain(secret as string);
+  });
+
+  it('writes records in batches, without waiting for auditLog to flush them', async () => {
+    const admin = await newTenant('audit-batch');
+    const key = unique('batched');
+    await gw.ok(admin, SET, { ns: 'common', key, value: 1 });
+    const started = Date.now();
+    await eventually(
+      async () => (await gw.db.handle.rows(sql`SELECT 1 FROM audit_events WHERE target = ${`common/global/${key}`}`)).length === 1,
+      2_000,
+      'the audit record in the database',
+    );
+    expect(Date.now() - started).toBeLessThan(1_000);
   });
 });

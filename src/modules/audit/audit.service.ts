@@ -80,7 +80,7 @@ export class AuditLog {
     if (filter.since) conditions.push(sql`at >= ${filter.since.toISOString()}::timestamptz`);
     const rows = await this.database.rows<Omit<AuditEvent, 'at'> & { at: string }>(sql`
       SELECT id::text AS id, at, actor, role, action, target, outcome, detail FROM audit_events
-      WHERE ${sql.join(conditions, sql` AND `)} ORDER BY id DESC LIMIT ${checkFirst(filter.first ?? 100)}`);
+      WHERE ${sql.join(conditions, sql` AND `)} ORDER BY audit_events.id DESC LIMIT ${checkFirst(filter.first ?? 100)}`);
     return rows.map((row) => ({ ...row, at: new Date(row.at) }));
   }
 }
