@@ -127,11 +127,12 @@ async function refuseSensitiveWithoutKey(database: DatabaseHandle): Promise<void
 /** The gateway: GraphQL over HTTP, SSE and WebSocket on one port, with health and readiness. */
 export async function buildApp(options: AppOptions): Promise<App> {
   const { database, logger } = options;
+  // Checked before joining the process registry, so a refused start leaves no peer behind.
+  const cipher = options.encryptionKey ? new ValueCipher(options.encryptionKey, options.previousEncryptionKeys) : null;
+  if (!cipher) await refuseSensitiveWithoutKey(database);
   const processes = database.broadcast ? new ProcessRegistry(database, logger) : undefined;
   await processes?.join();
   const bus = new EventBus(database.broadcast, logger, processes);
-  const cipher = options.encryptionKey ? new ValueCipher(options.encryptionKey, options.previousEncryptionKeys) : null;
-  if (!cipher) await refuseSensitiveWithoutKey(database);
   const { services, feeds } = createServices(database, bus, logger, options.activeWindowSeconds ?? 300, cipher);
   const maintenance = new EntryMaintenance(database, bus);
   const jobs = new PeriodicJobs(logger);
