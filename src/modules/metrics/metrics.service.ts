@@ -61,20 +61,6 @@ export const MAX_SERIES_BUCKETS = 10_000;
 const MAX_BUCKET_SECONDS = 366 * 24 * 3600;
 const RETENTION_BATCH = 5_000;
 
-interface SummaryRow {
-  name: string;
-  unit: string | null;
-  agent_id: string | null;
-  count: number;
-  min: number;
-  max: number;
-  avg: number;
-  p50: number;
-  p95: number;
-  p99: number;
-  last: number;
-}
-
 interface PointRow {
   at: string | Date;
   count: number;
@@ -185,7 +171,8 @@ export class MetricsService {
     const agent = byAgent ? sql.raw('t.agent_id') : sql`${filter.agentId ?? null}::text`;
     const sameAgent = byAgent ? sql.raw('AND m.agent_id IS NOT DISTINCT FROM t.agent_id') : sql``;
     // The latest point of each group is an index lookup, not a second sort of the whole window.
-    const rows = await this.database.rows<SummaryRow>(sql`
+    // Every figure is float8 or int, which both drivers return as numbers: the rows are summaries as they are.
+    return this.database.rows<MetricSummary>(sql`
       WITH totals AS (
         SELECT ${keys}, count(*)::int AS count, min(value) AS min, max(value) AS max, avg(value) AS avg,
                percentile_cont(0.5) WITHIN GROUP (ORDER BY value) AS p50,
@@ -193,26 +180,13 @@ export class MetricsService {
                percentile_cont(0.99) WITHIN GROUP (ORDER BY value) AS p99
         FROM metrics WHERE ${conditions} GROUP BY ${keys}
       )
-      SELECT t.name, l.unit, ${agent} AS agent_id, t.count, t.min, t.max, t.avg, t.p50, t.p95, t.p99, l.value AS last
+      SELECT t.name, l.unit, ${agent} AS "agentId", t.count, t.min, t.max, t.avg, t.p50, t.p95, t.p99, l.value AS last
       FROM totals t
       CROSS JOIN LATERAL (
         SELECT m.value, m.unit FROM metrics m WHERE ${conditions} AND m.name = t.name ${sameAgent}
         ORDER BY m.at DESC, m.id DESC LIMIT 1
       ) l
       ORDER BY t.name${byAgent ? sql.raw(', t.agent_id') : sql``}`);
-    return rows.map((row) => ({
-      name: row.name,
-      unit: row.unit,
-      agentId: row.agent_id,
-      count: Number(row.count),
-      min: Number(row.min),
-      max: Number(row.max),
-      avg: Number(row.avg),
-      p50: Number(row.p50),
-      p95: Number(row.p95),
-      p99: Number(row.p99),
-      last: Number(row.last),
-    }));
   }
 
   /**
