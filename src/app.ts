@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type ExecutionArgs, GraphQLError } from 'graphql';
+import { type DocumentNode, type ExecutionArgs, GraphQLError } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, useReadinessCheck } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
@@ -226,10 +226,18 @@ export async function buildApp(options: AppOptions): Promise<App> {
           connectionParams: ctx.connectionParams ?? {},
           params: payload,
         });
+        let document: DocumentNode;
+        try {
+          document = parse(payload.query);
+        } catch (error) {
+          // A document that does not parse is the caller's mistake: an error for this subscription, not a closed socket.
+          if (!(error instanceof GraphQLError)) throw error;
+          return [new GraphQLError(error.message, { extensions: { code: 'BAD_USER_INPUT' } })];
+        }
         const args = {
           schema,
           operationName: payload.operationName,
-          document: parse(payload.query),
+          document,
           variableValues: payload.variables,
           contextValue: await contextFactory(),
           rootValue: { execute, subscribe },

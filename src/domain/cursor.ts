@@ -15,3 +15,6 @@ export function decodeCursor(cursor: string, field: string, length: number): str
   }
   throw badInput(field, `${field} is not a cursor of this list`);
 }
+
+/** A decimal string that fits PostgreSQL's bigint, as revisions (transaction ids) do. */
+export const isRevision = (text: string) => /^\d{1,19}$/.test(text) && BigInt(text) <= 9223372036854775807n;

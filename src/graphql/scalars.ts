@@ -1,12 +1,11 @@
 import { GraphQLError, GraphQLScalarType, Kind, type ValueNode } from 'graphql';
 import { DateTimeResolver, JSONResolver } from 'graphql-scalars';
+import { isRevision } from '../domain/cursor.js';
 import { builder } from './builder.js';
-
-const REVISION = /^\d{1,19}$/;
 
 function parseRevision(value: unknown, node?: ValueNode): string {
   const text = typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? String(value) : value;
-  if (typeof text !== 'string' || !REVISION.test(text) || BigInt(text) > 9223372036854775807n) {
+  if (typeof text !== 'string' || !isRevision(text)) {
     throw new GraphQLError('A Revision is a decimal string such as "42"', { nodes: node, extensions: { code: 'BAD_USER_INPUT' } });
   }
   return text;

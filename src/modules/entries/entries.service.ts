@@ -2,7 +2,7 @@ import { type SQL, sql } from 'drizzle-orm';
 import type { AccessService, NamespaceSettings } from '../../auth/access.js';
 import { actorOf, type Principal } from '../../auth/principal.js';
 import { type DatabaseHandle, sqlState } from '../../db/client.js';
-import { decodeCursor, encodeCursor } from '../../domain/cursor.js';
+import { decodeCursor, encodeCursor, isRevision } from '../../domain/cursor.js';
 import { badInput, notFound, payloadTooLarge, revisionCompacted, versionConflict } from '../../domain/errors.js';
 import { validateValue } from '../../domain/json-schema.js';
 import { checkFirst, checkKey, checkNamespace, checkScope, GLOBAL_SCOPE } from '../../domain/names.js';
@@ -557,7 +557,7 @@ export class EntriesService {
     let after: LogPosition = { revision: input.afterRevision ?? '0' };
     if (input.after) {
       const [revision = '', namespace, scope, key] = decodeCursor(input.after, 'after', 4);
-      if (!/^\d{1,19}$/.test(revision)) throw badInput('after', 'after is not a cursor of this list');
+      if (!isRevision(revision)) throw badInput('after', 'after is not a cursor of this list');
       after = { revision, namespace, scope, key };
     }
     const { changes } = await this.changesPage(tenantId, { after, namespaces: input.namespaces, limit: first + 1 });
