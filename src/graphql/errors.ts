@@ -8,7 +8,14 @@ import type { Logger } from '../logger.js';
 const UNSTORABLE_INPUT = new Set(['22P05', '22021', '22P02', '22025']);
 
 /** Request-level failures of Yoga and graphql-js: the caller's to fix, so BAD_USER_INPUT in the contract's terms. */
-const REQUEST_ERROR_CODES = new Set([undefined, 'GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'BAD_REQUEST', 'BAD_USER_INPUT']);
+const REQUEST_ERROR_CODES = new Set([
+  undefined,
+  'GRAPHQL_PARSE_FAILED',
+  'GRAPHQL_VALIDATION_FAILED',
+  'BAD_REQUEST',
+  'BAD_USER_INPUT',
+  'OPERATION_RESOLUTION_FAILURE',
+]);
 
 /**
  * The input field a request error is about. graphql-js names it in variable errors (`… at
@@ -87,6 +94,17 @@ export function createMaskError(logger: Logger) {
       });
     }
     if (graphQLError && (!original || original instanceof GraphQLError)) return graphQLError;
+    if (original instanceof RangeError && /call stack/i.test(original.message)) {
+      // A document or JSON nested thousands deep exhausts the parser's recursion before any limit can count it.
+      return new GraphQLError('The document or its variables are nested too deeply', {
+        ...location,
+        extensions: { code: 'QUERY_TOO_COMPLEX' },
+      });
+    }
+    if (original instanceof SyntaxError && !graphQLError?.path) {
+      // JSON.parse of a request parameter (GET variables or extensions).
+      return new GraphQLError('A request parameter is not valid JSON', { ...location, extensions: { code: 'BAD_USER_INPUT' } });
+    }
     if (UNSTORABLE_INPUT.has(sqlState(original) ?? '')) {
       // Text PostgreSQL cannot hold (e.g. U+0000) that no specific check caught: still the caller's input.
       return new GraphQLError('The input holds characters that cannot be stored', { ...location, extensions: { code: 'BAD_USER_INPUT' } });
