@@ -105,6 +105,10 @@ export function createMaskError(logger: Logger) {
       // JSON.parse of a request parameter (GET variables or extensions).
       return new GraphQLError('A request parameter is not valid JSON', { ...location, extensions: { code: 'BAD_USER_INPUT' } });
     }
+    if (sqlState(original) === '23503') {
+      // A write raced the deletion of its namespace: the namespace is gone, as a later request would find.
+      return new GraphQLError('The namespace does not exist', { ...location, extensions: { code: 'NOT_FOUND' } });
+    }
     if (UNSTORABLE_INPUT.has(sqlState(original) ?? '')) {
       // Text PostgreSQL cannot hold (e.g. U+0000) that no specific check caught: still the caller's input.
       return new GraphQLError('The input holds characters that cannot be stored', { ...location, extensions: { code: 'BAD_USER_INPUT' } });

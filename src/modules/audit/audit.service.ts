@@ -22,6 +22,9 @@ export interface AuditEvent extends Omit<AuditRecord, 'tenantId'> {
   at: Date;
 }
 
+/** U+0000 and lone surrogates, which PostgreSQL's text cannot hold. */
+const UNSTORABLE_TEXT = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
 const FLUSH_AFTER_MS = 20;
 const FLUSH_AT = 500;
 
@@ -41,7 +44,9 @@ export class AuditLog {
   ) {}
 
   record(record: AuditRecord): void {
-    this.buffer.push({ ...record, at: new Date().toISOString() });
+    // A target is caller input: text PostgreSQL cannot store (U+0000, lone surrogates) must not sink the whole batch.
+    const target = record.target === null ? null : record.target.replace(UNSTORABLE_TEXT, '\uFFFD');
+    this.buffer.push({ ...record, target, at: new Date().toISOString() });
     if (this.buffer.length >= FLUSH_AT) void this.flush();
     else this.timer ??= setTimeout(() => void this.flush(), FLUSH_AFTER_MS);
   }

@@ -90,6 +90,8 @@ export class CommitService {
   ): Promise<CommitResult> {
     const steps = await this.plan(principal.tenantId, input);
     const { tenantId } = principal;
+    // Read before the transaction: on PGlite's single connection a query outside an open transaction would wait for it forever.
+    const { maxValueBytes } = await this.policy.limits(tenantId);
     await this.policy.checkQuota(
       tenantId,
       steps.flatMap((step) =>
@@ -104,7 +106,7 @@ export class CommitService {
                  (SELECT name FROM unnest(${sql.param([...new Set(steps.map((s) => lockName(tenantId, s.namespace, s.scope, s.key)))])}::text[]) AS name
                   ORDER BY name COLLATE "C") AS ordered)`);
       const current = await this.current(rows, tenantId, steps);
-      const writes = this.apply(steps, current, (await this.policy.limits(tenantId)).maxValueBytes);
+      const writes = this.apply(steps, current, maxValueBytes);
       if (writes.length === 0) return { revision: null, rows: [] as EntryRow[] };
       const written = await rows<EntryRow & { deleted: boolean }>(sql`
         WITH input AS (
