@@ -99,10 +99,19 @@ function holdsNul(value: unknown): boolean {
   return false;
 }
 
+/** A number JSON cannot write (beyond double range, e.g. the literal 1e309): JSON.stringify would make it null. */
+function holdsNonFinite(value: unknown): boolean {
+  if (typeof value === 'number') return !Number.isFinite(value);
+  if (Array.isArray(value)) return value.some(holdsNonFinite);
+  if (value !== null && typeof value === 'object') return Object.values(value).some(holdsNonFinite);
+  return false;
+}
+
 /** The JSON text of a value, refused when over the size limit (the tenant's `maxValueBytes`) or not storable. */
 export function encodeValue(value: unknown, field: string, limit = MAX_VALUE_BYTES): string {
   const text = JSON.stringify(value);
   if (text === undefined) throw badInput(field, `${field} must be a JSON value`);
+  if (text.includes('null') && holdsNonFinite(value)) throw badInput(field, `${field} holds a number beyond the range of JSON numbers`);
   if (text.includes('\\u0000') && holdsNul(value)) throw badInput(field, `${field} may not contain the character U+0000`);
   if (Buffer.byteLength(text) > limit) throw payloadTooLarge(field, limit);
   return text;
