@@ -16,6 +16,7 @@ import { StatehouseError } from '../domain/errors.js';
 import { toGraphQLError } from '../graphql/errors.js';
 import { defaultConfig, type TenantConfig } from '../modules/tenants/config.service.js';
 import { RateLimiter } from './rate-limiter.js';
+import { isBatched } from './request-limits.js';
 
 type Limits = TenantConfig['limits'];
 
@@ -112,6 +113,11 @@ export function useOperationLimits(): Plugin<Context> {
       if (error) setResultAndStopExecution({ errors: [toGraphQLError(error)] });
     },
     onSubscribe: async ({ args, setResultAndStopExecution }) => {
+      if (isBatched((args.contextValue as { request?: Request }).request)) {
+        const error = new StatehouseError('BAD_USER_INPUT', 'A subscription cannot be part of a batched request', { field: 'body' });
+        setResultAndStopExecution({ errors: [toGraphQLError(error)] });
+        return;
+      }
       const error = await check(args);
       if (error) setResultAndStopExecution({ errors: [toGraphQLError(error)] });
     },

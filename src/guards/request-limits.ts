@@ -8,6 +8,10 @@ const DEFAULTS = defaultConfig(300).limits;
 /** The most a batched request may hold whatever a tenant configures (the config schema's maximum). */
 export const MAX_BATCH_OPERATIONS = 1_000;
 
+/** Requests that arrived as a batch: a subscription cannot be answered inside one. */
+const batched = new WeakSet<Request>();
+export const isBatched = (request: Request | undefined) => request !== undefined && batched.has(request);
+
 const requestError = (code: string, message: string, status: number, details: Record<string, unknown>) =>
   new GraphQLError(message, { extensions: { code, ...details, http: { status } } });
 
@@ -65,6 +69,7 @@ export function useRequestLimits(services: Services): Plugin {
       return {
         onRequestParseDone: async ({ requestParserResult: parsed }) => {
           if (!Array.isArray(parsed)) return;
+          batched.add(request);
           limits ??= await limitsOf(request);
           if (parsed.length > limits.maxBatchOperations) {
             throw requestError('QUERY_TOO_COMPLEX', `A batched request may hold at most ${limits.maxBatchOperations} operations`, 400, {
