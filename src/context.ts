@@ -88,11 +88,15 @@ export async function createContext(
     : (source.request?.headers.get('authorization') ?? undefined);
   const token = bearerToken(header);
   const principal = token === undefined ? null : await services.authenticator.authenticate(token);
+  let loaders: Loaders | undefined;
   return {
     principal,
     tokenRejected: token !== undefined && principal === null,
     services,
-    loaders: createLoaders(services, principal),
+    // Most operations need none: made on first use.
+    get loaders() {
+      return (loaders ??= createLoaders(services, principal));
+    },
     reauthenticate: async () => (token === undefined ? null : services.authenticator.authenticate(token)),
   };
 }

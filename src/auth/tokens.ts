@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 
 /** 256 random bits, URL-safe, with a prefix that secret scanners and humans recognise. */
 export function generateToken(): string {
@@ -6,7 +6,7 @@ export function generateToken(): string {
 }
 
 export function hashToken(token: string): string {
-  return createHash('sha256').update(token).digest('hex');
+  return hash('sha256', token, 'hex');
 }
 
 /** Extracts the token from an `Authorization: Bearer <token>` value; undefined when absent. */
