@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type DocumentNode, type ExecutionArgs, GraphQLError } from 'graphql';
+import { type DocumentNode, type ExecutionArgs, type ExecutionResult, GraphQLError } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, type Plugin } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
@@ -26,6 +26,7 @@ import { AgentsService } from './modules/agents/agents.service.js';
 import { useAuditTrail } from './modules/audit/audit.graphql.js';
 import { AuditLog } from './modules/audit/audit.service.js';
 import { CommitService } from './modules/entries/entries.commit.js';
+import { EntryFanout, type SubscriberSocket } from './modules/entries/entries.fanout.js';
 import { EntryMaintenance } from './modules/entries/entries.maintenance.js';
 import { ValuePolicy } from './modules/entries/entries.policy.js';
 import { EntriesService, type EntryChange } from './modules/entries/entries.service.js';
@@ -73,6 +74,8 @@ export interface App {
   services: Services;
   /** The background jobs; tests and operators may run a step at once. */
   maintenance: EntryMaintenance;
+  /** The shared (multiplexed) entryChanged subscriptions of WebSocket clients. */
+  fanout: EntryFanout;
   /** The Fetch API handler: tests call it in-process. */
   fetch: (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
   start(port: number, host: string): Promise<{ url: string; port: number }>;
@@ -113,6 +116,17 @@ function createServices(database: DatabaseHandle, bus: EventBus, logger: Logger,
   };
   return { services, feeds };
 }
+
+/** What a WebSocket operation carries as its root value: its engine and, for fan-out, its socket and id. */
+interface SocketRoot {
+  execute: (args: ExecutionArgs) => unknown;
+  subscribe: (args: ExecutionArgs) => Promise<ExecutionResult | AsyncGenerator<ExecutionResult>>;
+  socket: SubscriberSocket;
+  id: string;
+}
+
+const isAsyncIterable = (value: unknown): value is AsyncGenerator<ExecutionResult> =>
+  typeof value === 'object' && value !== null && Symbol.asyncIterator in value;
 
 /** Values of sensitive namespaces cannot be read or written without the key: say so at start, not at the first read. */
 async function refuseSensitiveWithoutKey(database: DatabaseHandle): Promise<void> {
@@ -171,6 +185,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
   );
   void bus.publish({ type: 'hello' });
 
+  const maskError = createMaskError(logger);
+  const fanout = new EntryFanout({ feeds, access: services.access, bus }, maskError);
   const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, Context>({
     schema,
     graphqlEndpoint: '/graphql',
@@ -179,7 +195,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     // Closed unless origins are configured: a token-bearing API should not answer any web page.
     cors: options.corsOrigins?.length ? { origin: options.corsOrigins, credentials: false } : false,
     logging: false,
-    maskedErrors: { maskError: createMaskError(logger) },
+    maskedErrors: { maskError },
     batching: { limit: MAX_BATCH_OPERATIONS },
     // useRequestLimits enforces the body limit per tenant. Yoga's own would pipe every body through a
     // TransformStream even when Content-Length already says its size: a fifth of a request's CPU.
@@ -212,8 +228,17 @@ export async function buildApp(options: AppOptions): Promise<App> {
   const socketLimits = new SocketLimits(services);
   const socketServer = useServer<Record<string, unknown> | undefined>(
     {
-      execute: (args) => (args.rootValue as { execute: (a: ExecutionArgs) => unknown }).execute(args) as never,
-      subscribe: (args) => (args.rootValue as { subscribe: (a: ExecutionArgs) => unknown }).subscribe(args) as never,
+      execute: (args) => (args.rootValue as SocketRoot).execute(args) as never,
+      // Every subscription is checked by the ordinary path; those that can be shared then join a fan-out group.
+      subscribe: async (args) => {
+        const root = args.rootValue as SocketRoot;
+        const result = await root.subscribe(args);
+        if (!isAsyncIterable(result)) return result;
+        const shared = await fanout.join(args, root.socket, root.id);
+        if (!shared) return result;
+        await result.return(undefined);
+        return shared;
+      },
       connectionInitWaitTimeout: CONNECTION_INIT_TIMEOUT_MS,
       // A token that is given but bad closes the socket with 4403; one too many for its token, with 4429.
       onConnect: async ({ connectionParams, extra }) => {
@@ -254,7 +279,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
           document,
           variableValues: payload.variables,
           contextValue: await contextFactory(),
-          rootValue: { execute, subscribe },
+          rootValue: { execute, subscribe, socket: ctx.extra.socket, id } satisfies SocketRoot,
         };
         const errors = validate(args.schema, args.document);
         return errors.length > 0 ? errors : args;
@@ -274,6 +299,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   return {
     services,
     maintenance,
+    fanout,
     fetch: async (input, init) => yoga.fetch(input as URL, init ?? {}),
     start: (port, host) =>
       new Promise((resolve, reject) => {
@@ -288,6 +314,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
       stopping ??= (async () => {
         server.close();
         services.watcher.closeAll();
+        fanout.closeAll();
         await socketServer.dispose();
         server.closeIdleConnections();
         const grace = new Promise((resolve) => setTimeout(resolve, options.shutdownGraceMs ?? 10_000).unref());

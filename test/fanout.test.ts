@@ -1,0 +1,188 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN_TOKEN, eventually, type Gateway, type Subscription, startGateway, subscribe } from './support/gateway.js';
+
+/**
+ * Shared (multiplexed) entryChanged subscriptions over WebSocket: subscribers of one namespace with
+ * the same document and variables are served by one group — one execution and one serialization
+ * per change — while each keeps its own access checks, id and end.
+ */
+
+const KEY = 'b'.repeat(64);
+let gw: Gateway;
+beforeAll(async () => {
+  gw = await startGateway({ app: { encryptionKey: KEY } });
+});
+afterAll(async () => {
+  await gw?.close();
+});
+
+let counter = 0;
+const unique = (label: string) => `${label}-${(++counter).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+
+const WATCH = 'subscription($ns: String!) { entryChanged(namespace: $ns) { namespace key value version } }';
+const WATCH_KEYS = 'subscription($ns: String!) { entryChanged(namespace: $ns) { key } }';
+const WATCH_PREFIX = 'subscription($ns: String!, $p: String) { entryChanged(namespace: $ns, keyPrefix: $p) { key } }';
+const SET =
+  'mutation($ns: String!, $key: String!, $value: JSON!) { setEntry(input: { namespace: $ns, key: $key, value: $value }) { version } }';
+const GRANT =
+  'mutation($ns: String!, $agent: ID!) { grantAccess(input: { namespace: $ns, agentId: $agent, permission: READ }) { permission } }';
+const REVOKE_ACCESS = 'mutation($ns: String!, $agent: ID!) { revokeAccess(input: { namespace: $ns, agentId: $agent }) }';
+const REVOKE_TOKEN = 'mutation($id: ID!) { revokeToken(id: $id) }';
+
+type Change = { namespace?: string; key: string; value?: unknown; version?: number };
+const changesOf = (sub: Subscription<{ entryChanged: Change }>) =>
+  sub.results.flatMap((result) => (result.data?.entryChanged ? [result.data.entryChanged] : []));
+const keysOf = (sub: Subscription<{ entryChanged: Change }>) => changesOf(sub).map((change) => change.key);
+
+async function namespace(settings: Record<string, unknown> = {}): Promise<string> {
+  const name = unique('shared');
+  await gw.createNamespace(name, settings);
+  return name;
+}
+
+const set = (ns: string, key: string, value: unknown) => gw.ok(ADMIN_TOKEN, SET, { ns, key, value });
+
+/** The shared groups of a namespace and their members, as the gateway counts them. */
+const shared = (ns: string) => gw.app.fanout.stats(ns);
+
+/** Subscribes and waits until the subscription has joined a shared group. */
+async function watch(token: string, query: string, variables: { ns: string } & Record<string, unknown>) {
+  const before = shared(variables.ns).members;
+  const sub = subscribe<{ entryChanged: Change }>(gw.ws(token), query, variables);
+  await eventually(() => shared(variables.ns).members > before, 5_000, 'the subscription to join a shared group');
+  return sub;
+}
+
+describe('shared entryChanged subscriptions', () => {
+  it('serves subscribers of the same namespace and document from one group, each frame under its own id', async () => {
+    const ns = await namespace();
+    const agentId = unique('agent');
+    const agent = await gw.registerAgent(agentId, [ns]);
+    const { token: reader } = await gw.createToken(unique('reader'), 'READER');
+
+    const subs = [await watch(ADMIN_TOKEN, WATCH, { ns }), await watch(agent, WATCH, { ns }), await watch(reader, WATCH, { ns })];
+    const keysOnly = await watch(reader, WATCH_KEYS, { ns });
+    expect(shared(ns)).toEqual({ groups: 2, members: 4 }); // one group per document
+
+    const key = unique('k');
+    await set(ns, key, { n: 1 });
+    for (const sub of subs) {
+      await sub.waitFor(1);
+      expect(sub.results).toEqual([{ data: { entryChanged: { namespace: ns, key, value: { n: 1 }, version: 1 } } }]);
+    }
+    await keysOnly.waitFor(1);
+    expect(keysOnly.results).toEqual([{ data: { entryChanged: { key } } }]);
+
+    for (const sub of [...subs, keysOnly]) sub.stop();
+    await eventually(() => shared(ns).groups === 0, 5_000, 'the groups to close after their last member left');
+  });
+
+  it('keeps one member’s stop from ending the others', async () => {
+    const ns = await namespace();
+    const [a, b] = [await watch(ADMIN_TOKEN, WATCH, { ns }), await watch(ADMIN_TOKEN, WATCH, { ns })];
+    a.stop();
+    const key = unique('after-stop');
+    await set(ns, key, 1);
+    await b.waitFor(1);
+    expect(keysOf(b)).toEqual([key]);
+    expect(a.results).toEqual([]);
+    b.stop();
+  });
+
+  it('ends only the member whose grant was revoked, with FORBIDDEN, and keeps delivering to the rest', async () => {
+    const ns = await namespace({ openAccess: false });
+    const agentId = unique('agent');
+    const agent = await gw.registerAgent(agentId);
+    await gw.ok(ADMIN_TOKEN, GRANT, { ns, agent: agentId });
+    const agentSub = await watch(agent, WATCH, { ns });
+    const adminSub = await watch(ADMIN_TOKEN, WATCH, { ns });
+
+    const first = unique('first');
+    await set(ns, first, 1);
+    await agentSub.waitFor(1);
+
+    await gw.ok(ADMIN_TOKEN, REVOKE_ACCESS, { ns, agent: agentId });
+    await agentSub.done;
+    expect(agentSub.error).toBeUndefined();
+    expect(agentSub.results).toHaveLength(2);
+    expect(agentSub.results[1]?.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    expect(agentSub.results[1]?.data ?? null).toBeNull();
+
+    const later = unique('later');
+    await set(ns, later, 2);
+    await eventually(() => keysOf(adminSub).includes(later), 5_000, 'the admin to see the later change');
+    expect(keysOf(adminSub)).toEqual([first, later]);
+    expect(keysOf(agentSub)).toEqual([first]);
+    adminSub.stop();
+  });
+
+  it('ends a member whose token was revoked with UNAUTHENTICATED', async () => {
+    const ns = await namespace();
+    const { id, token } = await gw.createToken(unique('reader'), 'READER');
+    const sub = await watch(token, WATCH, { ns });
+    const other = await watch(ADMIN_TOKEN, WATCH, { ns });
+    await gw.ok(ADMIN_TOKEN, REVOKE_TOKEN, { id });
+    await sub.done;
+    expect(sub.results.at(-1)?.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+    const key = unique('after-revoke');
+    await set(ns, key, 1);
+    await other.waitFor(1);
+    expect(keysOf(sub)).toEqual([]);
+    other.stop();
+  });
+
+  it('groups by filter and variables: each member gets only the keys its own keyPrefix matches', async () => {
+    const ns = await namespace();
+    const plans = await watch(ADMIN_TOKEN, WATCH_PREFIX, { ns, p: 'plan/' });
+    const notes = await watch(ADMIN_TOKEN, WATCH_PREFIX, { ns, p: 'note/' });
+    const all = await watch(ADMIN_TOKEN, WATCH_PREFIX, { ns });
+    for (const key of ['plan/a', 'note/a', 'other', 'plan/b']) await set(ns, key, 1);
+    await all.waitFor(4);
+    await plans.waitFor(2);
+    await notes.waitFor(1);
+    expect(keysOf(all)).toEqual(['plan/a', 'note/a', 'other', 'plan/b']);
+    expect(keysOf(plans)).toEqual(['plan/a', 'plan/b']);
+    expect(keysOf(notes)).toEqual(['note/a']);
+    for (const sub of [plans, notes, all]) sub.stop();
+  });
+
+  it('does not share a sensitive namespace: a READER gets null values while an admin gets them opened', async () => {
+    const ns = await namespace({ sensitive: true });
+    const { token: reader } = await gw.createToken(unique('reader'), 'READER');
+    const readerSub = subscribe<{ entryChanged: Change }>(gw.ws(reader), WATCH, { ns });
+    const adminSub = subscribe<{ entryChanged: Change }>(gw.ws(ADMIN_TOKEN), WATCH, { ns });
+    // Both are live once a probe write reaches them.
+    await eventually(
+      async () => {
+        await set(ns, unique('probe'), 0);
+        return readerSub.results.length > 0 && adminSub.results.length > 0;
+      },
+      5_000,
+      'both subscriptions to go live',
+    );
+    expect(shared(ns)).toEqual({ groups: 0, members: 0 });
+    const key = unique('secret');
+    await set(ns, key, { password: 'hunter2' });
+    await eventually(() => keysOf(readerSub).includes(key) && keysOf(adminSub).includes(key), 5_000, 'the secret change');
+    expect(changesOf(readerSub).find((change) => change.key === key)?.value).toBeNull();
+    expect(changesOf(adminSub).find((change) => change.key === key)?.value).toEqual({ password: 'hunter2' });
+    expect(JSON.stringify(readerSub.results)).not.toContain('hunter2');
+    readerSub.stop();
+    adminSub.stop();
+  });
+
+  it('completes every shared subscription when the gateway stops', async () => {
+    const other = await startGateway({ db: gw.db, app: { encryptionKey: KEY } });
+    try {
+      const ns = unique('stopping');
+      await other.createNamespace(ns);
+      const sub = subscribe<{ entryChanged: Change }>(other.ws(ADMIN_TOKEN), WATCH, { ns });
+      await eventually(() => other.app.fanout.stats(ns).members === 1, 5_000, 'the subscription to join');
+      await other.app.stop();
+      await sub.done;
+      expect(other.app.fanout.stats()).toEqual({ groups: 0, members: 0 });
+    } finally {
+      await other.close();
+    }
+  });
+});
