@@ -152,7 +152,7 @@ export const INCREMENT_ENTRY = `
           updated_at = excluded.updated_at,
           updated_by = excluded.updated_by,
           expires_at = excluded.expires_at
-        WHERE true AND (e.deleted OR e.expires_at <= now() OR jsonb_typeof(e.value) = 'number')
+        WHERE true AND (e.deleted OR e.expires_at <= now() OR (jsonb_typeof(e.value) = 'number' AND abs((e.value #>> '{}')::numeric + $15::numeric) <= '1.7976931348623157e+308'::numeric))
         RETURNING e.*
       ), log AS (
         INSERT INTO changes (tenant_id, revision, namespace, scope, key, op, version, value, actor, at)
@@ -330,6 +330,7 @@ export async function incrementEntry(db: BenchDb, key: string, by: number, actor
     '0',
     String(by),
     actor,
+    String(by),
     String(by),
   ]);
   return row?.version === null || row?.version === undefined ? null : (row as EntryRow);

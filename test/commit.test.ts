@@ -118,6 +118,18 @@ describe('commit: conditions and operations, all or nothing', () => {
     expect(await snapshot(['v1', 'text'])).toEqual(before);
   });
 
+  it('refuses an increment whose sum is beyond the range of JSON numbers, and changes nothing', async () => {
+    await gw.ok(agent, COMMIT, { input: { operations: [{ set: { namespace: 'tx', key: 'huge', value: 1e308 } }] } });
+    const before = await snapshot(['v1', 'huge']);
+    const result = await gw.gql(agent, COMMIT, {
+      input: {
+        operations: [{ set: { namespace: 'tx', key: 'v1', value: 7 } }, { increment: { namespace: 'tx', key: 'huge', by: 1e308 } }],
+      },
+    });
+    expect(result.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'operations[1]' });
+    expect(await snapshot(['v1', 'huge'])).toEqual(before);
+  });
+
   it('refuses operations that set no field, several fields, or the same key twice', async () => {
     const cases = [
       [{}],

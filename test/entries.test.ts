@@ -586,6 +586,17 @@ describe('incrementEntry', () => {
     expect(await allChanges(agent, { namespace: ns })).toHaveLength(Object.keys(values).length);
   });
 
+  it('refuses a sum beyond the range of JSON numbers with BAD_USER_INPUT on by, and changes nothing', async () => {
+    const { ns, agent } = await namespaceWithAgent('increment-range');
+    const first = await incrementEntry(agent, { namespace: ns, key: 'big', by: 1e308 });
+    expect(first).toMatchObject({ value: 1e308, version: 1 });
+    for (const by of [1e308, Number.MAX_VALUE]) {
+      await fails(agent, INCREMENT, { input: { namespace: ns, key: 'big', by } }, 'BAD_USER_INPUT', { field: 'by' });
+    }
+    expect(await readEntry(agent, ns, 'big')).toMatchObject({ value: 1e308, version: 1, revision: first.revision });
+    expect(await incrementEntry(agent, { namespace: ns, key: 'big', by: -1e308 })).toMatchObject({ value: 0, version: 2 });
+  });
+
   it('applies 8 agents × 50 concurrent increments of one key exactly once each, in version order', async () => {
     const ns = fresh('counter');
     await gw.createNamespace(ns);

@@ -290,6 +290,10 @@ export class CommitService {
         return;
       }
       if (step.kind === 'increment' && row?.not_a_number) throw badInput(step.field, `The value of ${step.key} is not a number`);
+      // A sum beyond double range reaches us as Infinity, which JSON would store as null.
+      if (step.kind === 'increment' && typeof row?.computed === 'number' && !Number.isFinite(row.computed)) {
+        throw badInput(step.field, 'The result would be beyond the range of JSON numbers');
+      }
       // A set's value was measured (before sealing) when planned; patches and increments are measured here.
       const value = step.kind === 'set' ? step.argument : JSON.stringify(row?.computed ?? null);
       if (step.kind !== 'set' && value !== null && Buffer.byteLength(value) > maxValueBytes)

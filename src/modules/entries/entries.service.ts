@@ -403,7 +403,10 @@ export class EntriesService {
     this.policy.refuseSensitive(settings, 'by', 'An increment');
     await this.policy.checkQuota(principal.tenantId, [{ namespace, scope, key, value: '0' }]);
     const base = typeof settings.defaultValue === 'number' ? settings.defaultValue : 0;
-    // numeric, not float: 0.1 + 0.2 stays 0.3 and large counters stay exact.
+    if (!Number.isFinite(base + by)) throw outOfRange();
+    // numeric, not float: 0.1 + 0.2 stays 0.3 and large counters stay exact. A sum beyond double
+    // range is refused: JSON readers (JavaScript's included) would read it back as Infinity or null.
+    const sum = sql`(e.value #>> '{}')::numeric + ${String(by)}::numeric`;
     const entry = await this.upsert(
       principal,
       { namespace, scope, key },
@@ -411,9 +414,9 @@ export class EntriesService {
       {
         inserted: sql`to_jsonb(${String(base)}::numeric + ${String(by)}::numeric)`,
         updated: sql`CASE WHEN e.deleted OR e.expires_at <= now() THEN excluded.value
-                          ELSE to_jsonb((e.value #>> '{}')::numeric + ${String(by)}::numeric) END`,
+                          ELSE to_jsonb(${sum}) END`,
         expiresAt: this.expiry(null, settings),
-        condition: sql`(e.deleted OR e.expires_at <= now() OR jsonb_typeof(e.value) = 'number')`,
+        condition: sql`(e.deleted OR e.expires_at <= now() OR (jsonb_typeof(e.value) = 'number' AND abs(${sum}) <= ${MAX_JSON_NUMBER}))`,
       },
       settings,
     ).catch((error: unknown) => {
@@ -479,7 +482,7 @@ export class EntriesService {
         })
       : (await this.database.rows<Row>(query))[0];
     if (!row || row.version === null || row.version === undefined) {
-      if (value.condition && row?.not_a_number) throw new NotANumber();
+      if (value.condition) throw row?.not_a_number ? new NotANumber() : outOfRange();
       throw versionConflict(row?.current_version ?? 0);
     }
     this.bus.publish({ type: 'changes', tenantId, revision: row.revision });
@@ -574,3 +577,7 @@ export class EntriesService {
 }
 
 class NotANumber extends Error {}
+
+/** The largest finite double, as SQL numeric. */
+const MAX_JSON_NUMBER = sql.raw(`'${Number.MAX_VALUE}'::numeric`);
+const outOfRange = () => badInput('by', 'The result would be beyond the range of JSON numbers');
