@@ -186,7 +186,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   void bus.publish({ type: 'hello' });
 
   const maskError = createMaskError(logger);
-  const fanout = new EntryFanout({ feeds, access: services.access, bus }, maskError);
+  const fanout = new EntryFanout({ feeds, entries: services.entries, access: services.access, bus }, maskError);
   const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, Context>({
     schema,
     graphqlEndpoint: '/graphql',

@@ -21,9 +21,11 @@ const unique = (label: string) => `${label}-${(++counter).toString(36)}-${Math.r
 
 const WATCH = 'subscription($ns: String!) { entryChanged(namespace: $ns) { namespace key value version } }';
 const WATCH_KEYS = 'subscription($ns: String!) { entryChanged(namespace: $ns) { key } }';
+const RESUME =
+  'subscription($ns: String!, $after: Revision) { entryChanged(namespace: $ns, afterRevision: $after) { namespace key value version } }';
 const WATCH_PREFIX = 'subscription($ns: String!, $p: String) { entryChanged(namespace: $ns, keyPrefix: $p) { key } }';
 const SET =
-  'mutation($ns: String!, $key: String!, $value: JSON!) { setEntry(input: { namespace: $ns, key: $key, value: $value }) { version } }';
+  'mutation($ns: String!, $key: String!, $value: JSON!) { setEntry(input: { namespace: $ns, key: $key, value: $value }) { version revision } }';
 const GRANT =
   'mutation($ns: String!, $agent: ID!) { grantAccess(input: { namespace: $ns, agentId: $agent, permission: READ }) { permission } }';
 const REVOKE_ACCESS = 'mutation($ns: String!, $agent: ID!) { revokeAccess(input: { namespace: $ns, agentId: $agent }) }';
@@ -169,6 +171,46 @@ describe('shared entryChanged subscriptions', () => {
     expect(JSON.stringify(readerSub.results)).not.toContain('hunter2');
     readerSub.stop();
     adminSub.stop();
+  });
+
+  it('resumes with afterRevision in the same group: its own replay, then the shared changes, without gap or duplicate', async () => {
+    const ns = await namespace();
+    const live = await watch(ADMIN_TOKEN, RESUME, { ns });
+    const revisions: string[] = [];
+    for (const key of ['a', 'b', 'c']) revisions.push((await set(ns, key, key)).setEntry.revision);
+    await live.waitFor(3);
+
+    const resumed = await watch(ADMIN_TOKEN, RESUME, { ns, after: revisions[0] });
+    expect(shared(ns)).toEqual({ groups: 1, members: 2 });
+    await set(ns, 'd', 'd');
+    await resumed.waitFor(3);
+    await live.waitFor(4);
+    expect(keysOf(resumed)).toEqual(['b', 'c', 'd']);
+    expect(keysOf(live)).toEqual(['a', 'b', 'c', 'd']);
+    live.stop();
+    resumed.stop();
+  });
+
+  it('replays and goes live without gap or duplicate while writes keep coming', async () => {
+    const ns = await namespace();
+    const anchor = await watch(ADMIN_TOKEN, RESUME, { ns });
+    const start = (await set(ns, 'start', 0)).setEntry.revision;
+    const keys = Array.from({ length: 120 }, (_, i) => `k${String(i).padStart(3, '0')}`);
+    const writing = (async () => {
+      for (const key of keys) await set(ns, key, key);
+    })();
+    const resumers: Subscription<{ entryChanged: Change }>[] = [];
+    for (let i = 0; i < 4; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 15));
+      resumers.push(await watch(ADMIN_TOKEN, RESUME, { ns, after: start }));
+    }
+    await writing;
+    for (const sub of resumers) {
+      await sub.waitFor(keys.length);
+      expect(keysOf(sub)).toEqual(keys);
+    }
+    expect(shared(ns).groups).toBe(1);
+    for (const sub of [anchor, ...resumers]) sub.stop();
   });
 
   it('completes every shared subscription when the gateway stops', async () => {

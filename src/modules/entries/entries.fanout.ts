@@ -13,34 +13,46 @@ import type { Context } from '../../context.js';
 import { forbidden, type StatehouseError, unauthenticated } from '../../domain/errors.js';
 import { isSealed } from '../../domain/value-cipher.js';
 import type { EventBus } from '../../events/bus.js';
-import type { ChangeFeeds } from '../../events/change-feed.js';
-import type { EntryChange } from './entries.service.js';
+import { type ChangeFeeds, type LogPosition, positionOf } from '../../events/change-feed.js';
+import type { EntriesService, EntryChange } from './entries.service.js';
 import type { WatchEvent } from './entries.watch.js';
 
 /** The part of a WebSocket a shared subscription writes to (ws's WebSocket). */
 export interface SubscriberSocket {
-  send(data: string): void;
+  send(data: string, written?: (error?: Error) => void): void;
   close(code: number, reason: string): void;
   readonly bufferedAmount: number;
 }
 
 /** Unsent bytes past which a subscriber that does not read is disconnected, rather than held in memory. */
 const MAX_UNSENT_BYTES = 16 * 1024 * 1024;
+/** Live changes held for a subscriber while it replays; past this it cannot catch up. */
+const MAX_HELD_CHANGES = 100_000;
 export const SUBSCRIBER_TOO_SLOW = 1013;
+const REPLAY_PAGE = 500;
 
 type MaskError = (error: unknown, message: string) => Error;
+
+interface Deps {
+  feeds: ChangeFeeds<EntryChange>;
+  entries: EntriesService;
+  access: AccessService;
+  bus: EventBus;
+}
 
 /**
  * `entryChanged` subscriptions over WebSocket, multiplexed (as Hasura does): subscribers of the same
  * namespace filter with the same document and variables form one group, which reads the tenant
  * feed once, executes each change once, serializes it once and writes the same bytes to every
- * member's socket. Only the frame's subscription id differs per member.
+ * member's socket. Only the frame's subscription id differs per member. A subscriber resuming
+ * with afterRevision replays on its own up to where the group stands, then takes the group's
+ * changes (held meanwhile): no gap, no duplicate.
  *
  * Each member still went through the ordinary subscribe path first (limits, auth scopes, argument
  * checks, audit); its access is re-checked on every access or token event, as a lone watcher's is.
  * A sealed value (sensitive namespace) is never shared: it is executed per member, with its own
  * principal (READER → null) and audit. Subscriptions without a namespace (access differs per
- * change) or with afterRevision (a replay of their own) take the ordinary path.
+ * change) take the ordinary path.
  */
 export class EntryFanout {
   private readonly groups = new Map<string, Group>();
@@ -48,7 +60,7 @@ export class EntryFanout {
   private nextDocumentId = 0;
 
   constructor(
-    private readonly deps: { feeds: ChangeFeeds<EntryChange>; access: AccessService; bus: EventBus },
+    private readonly deps: Deps,
     private readonly maskError: MaskError,
   ) {}
 
@@ -57,10 +69,11 @@ export class EntryFanout {
    * null when it cannot, and the ordinary stream should serve it.
    */
   async join(args: ExecutionArgs, socket: SubscriberSocket, id: string): Promise<AsyncIterableIterator<ExecutionResult> | null> {
-    const filter = sharedFilter(args);
+    const shape = sharedShape(args);
     const context = args.contextValue as Context;
     const principal = context.principal;
-    if (!filter || !principal) return null;
+    if (!shape || !principal) return null;
+    const { filter, afterRevision } = shape;
     const settings = await this.deps.access.namespace(principal.tenantId, filter.namespace);
     if (!settings || settings.sensitive) return null;
     let documentId = this.documentIds.get(args.document);
@@ -72,14 +85,20 @@ export class EntryFanout {
       filter.keyPrefix ?? '',
       documentId,
       args.operationName ?? '',
-      JSON.stringify(args.variableValues ?? {}),
+      JSON.stringify(shape.variables),
     ].join('\u0000');
-    let group = this.groups.get(key);
-    if (!group) {
-      group = new Group(principal.tenantId, filter, args, this.deps, this.maskError, () => this.groups.delete(key));
-      this.groups.set(key, group);
+    const member = new Member(socket, id, context, afterRevision);
+    // A group may close (its last member gone) between lookup and join: then the next one is made.
+    for (;;) {
+      let group = this.groups.get(key);
+      if (!group) {
+        const made = new Group(principal.tenantId, filter, args, this.deps, this.maskError, () => {
+          if (this.groups.get(key) === made) this.groups.delete(key);
+        });
+        this.groups.set(key, (group = made));
+      }
+      if (await group.join(member)) return member;
     }
-    return group.join(new Member(socket, id, context));
   }
 
   /** How many groups share how many subscriptions now (of one namespace's name, in any tenant, when given). */
@@ -106,65 +125,108 @@ interface SharedFilter {
   keyPrefix: string | null;
 }
 
-/** The filter of a lone `entryChanged` root field with a namespace and no replay; null otherwise. */
-function sharedFilter(args: ExecutionArgs): SharedFilter | null {
+/**
+ * What groups a lone `entryChanged` root field with a namespace: its filter and its variables
+ * except afterRevision's (which only says where a member starts); null when it cannot be shared.
+ */
+function sharedShape(args: ExecutionArgs) {
   const operation = getOperationAST(args.document, args.operationName);
   if (operation?.operation !== 'subscription' || operation.selectionSet.selections.length !== 1) return null;
   const [field] = operation.selectionSet.selections;
   if (field?.kind !== Kind.FIELD || field.name.value !== 'entryChanged' || field.directives?.length) return null;
   const definition = args.schema.getSubscriptionType()?.getFields().entryChanged;
   if (!definition) return null;
-  const values = getArgumentValues(definition, field, (args.variableValues ?? {}) as Record<string, unknown>);
-  if (typeof values.namespace !== 'string' || values.afterRevision) return null;
-  return {
+  const variables = { ...(args.variableValues ?? {}) } as Record<string, unknown>;
+  const values = getArgumentValues(definition, field, variables);
+  if (typeof values.namespace !== 'string') return null;
+  const resume = field.arguments?.find((argument) => argument.name.value === 'afterRevision')?.value;
+  if (resume?.kind === Kind.VARIABLE) delete variables[resume.name.value];
+  const filter: SharedFilter = {
     namespace: values.namespace,
     scope: typeof values.scope === 'string' && values.scope !== '' ? values.scope : null,
     keyPrefix: typeof values.keyPrefix === 'string' && values.keyPrefix !== '' ? values.keyPrefix : null,
   };
+  return { filter, variables, afterRevision: typeof values.afterRevision === 'string' ? values.afterRevision : null };
 }
 
 /** One subscriber: frames go straight to its socket; its iterator only ever yields the error that ends it. */
 class Member implements AsyncIterableIterator<ExecutionResult> {
   /** The start of every frame of this subscription, up to its payload. */
-  readonly prefix: string;
+  private readonly prefix: string;
+  /** Live changes at or before this revision were replayed or seen already: skipped. */
+  private after: bigint | null;
+  /** Live changes held while the member replays; null once it is live. */
+  private held: { payload: string; revision: string }[] | null;
   private ending: ExecutionResult | null = null;
   private done = false;
   private wake: (() => void) | null = null;
   onLeave: () => void = () => {};
 
   constructor(
-    readonly socket: SubscriberSocket,
+    private readonly socket: SubscriberSocket,
     id: string,
     readonly context: Context,
+    readonly afterRevision: string | null,
   ) {
     this.prefix = `{"id":${JSON.stringify(id)},"type":"next","payload":`;
+    this.after = afterRevision === null ? null : BigInt(afterRevision);
+    this.held = afterRevision === null ? null : [];
   }
 
   get active(): boolean {
     return !this.done && this.ending === null;
   }
 
-  send(payload: string): void {
+  /** A live change, shared by the group: written, held while replaying, or skipped when already seen. */
+  receive(payload: string, revision: string): void {
     if (!this.active) return;
-    if (this.socket.bufferedAmount > MAX_UNSENT_BYTES) {
-      this.finish();
-      this.socket.close(SUBSCRIBER_TOO_SLOW, 'Subscriber too slow: too many changes unread');
+    if (this.held) {
+      this.held.push({ payload, revision });
+      if (this.held.length > MAX_HELD_CHANGES) this.tooSlow();
       return;
     }
-    this.socket.send(`${this.prefix}${payload}}`);
+    if (this.after !== null) {
+      if (BigInt(revision) <= this.after) return;
+      this.after = null;
+    }
+    void this.write(payload);
+  }
+
+  /** Writes one frame; resolves once the socket took it (replay waits for that, so it never floods memory). */
+  write(payload: string): Promise<void> {
+    if (!this.active) return Promise.resolve();
+    if (this.socket.bufferedAmount > MAX_UNSENT_BYTES) {
+      this.tooSlow();
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.socket.send(`${this.prefix}${payload}}`, () => resolve()));
+  }
+
+  /** After its replay: the changes held meanwhile (all after what it replayed), then live. */
+  goLive(): void {
+    const held = this.held ?? [];
+    this.held = null;
+    for (const { payload, revision } of held) this.receive(payload, revision);
+  }
+
+  private tooSlow(): void {
+    this.finish();
+    this.socket.close(SUBSCRIBER_TOO_SLOW, 'Subscriber too slow: too many changes unread');
   }
 
   /** Ends with `result` (an error) as the last message, or quietly without one. */
   end(result: ExecutionResult | null): void {
     if (!this.active) return;
-    if (result) this.ending = result;
-    else this.done = true;
-    this.onLeave();
-    this.wake?.();
+    if (result) {
+      this.ending = result;
+      this.onLeave();
+      this.wake?.();
+    } else this.finish();
   }
 
   private finish(): void {
     this.done = true;
+    this.held = null;
     this.onLeave();
     this.wake?.();
   }
@@ -193,7 +255,10 @@ class Member implements AsyncIterableIterator<ExecutionResult> {
 
 class Group {
   private readonly members = new Set<Member>();
-  private chain: Promise<void> = Promise.resolve();
+  /** Feed batches, joins and access checks, one at a time in arrival order. */
+  private chain: Promise<void>;
+  /** Everything up to here has been delivered to the members. */
+  private position: LogPosition = { revision: '0' };
   private detach: (() => void) | null = null;
   private readonly offBus: () => void;
   private closed = false;
@@ -203,13 +268,14 @@ class Group {
     private readonly filter: SharedFilter,
     /** The first member's arguments: document, variables, and a context for changes that need no caller. */
     private readonly args: ExecutionArgs,
-    private readonly deps: { feeds: ChangeFeeds<EntryChange>; access: AccessService; bus: EventBus },
+    private readonly deps: Deps,
     private readonly maskError: MaskError,
     private readonly onEmpty: () => void,
   ) {
     const attached = deps.feeds.attach(tenantId, (changes) => this.enqueue(() => this.deliver(changes)));
     this.chain = attached.then(
-      ({ detach }) => {
+      ({ position, detach }) => {
+        this.position = position;
         if (this.closed) detach();
         else this.detach = detach;
       },
@@ -229,16 +295,20 @@ class Group {
     return this.filter.namespace;
   }
 
-  /** Joins once the feed is attached, so that the member's first change is one after it subscribed. */
-  async join(member: Member): Promise<Member> {
-    await this.chain;
-    if (this.closed) {
-      member.end(null);
-      return member;
-    }
-    member.onLeave = () => this.leave(member);
-    this.members.add(member);
-    return member;
+  /**
+   * Adds a member in its turn among the feed's batches: live from the next batch on, after a replay
+   * up to here when it resumes. False when the group closed first.
+   */
+  join(member: Member): Promise<boolean> {
+    return new Promise((resolve) => {
+      this.chain = this.chain.then(() => {
+        if (this.closed) return resolve(false);
+        member.onLeave = () => this.leave(member);
+        this.members.add(member);
+        if (member.afterRevision !== null) void this.replay(member, member.afterRevision, this.position);
+        resolve(true);
+      });
+    });
   }
 
   private leave(member: Member): void {
@@ -269,11 +339,42 @@ class Group {
       if (!this.matches(change) || this.members.size === 0) continue;
       if (isSealed(change.value)) {
         // Never shared: each member sees it as its own role may.
-        for (const member of [...this.members]) member.send(await this.run({ change }, member.context));
+        for (const member of [...this.members]) member.receive(await this.run({ change }, member.context), change.revision);
         continue;
       }
       const payload = await this.run({ change }, this.args.contextValue as Context);
-      for (const member of this.members) member.send(payload);
+      for (const member of this.members) member.receive(payload, change.revision);
+    }
+    const last = changes.at(-1);
+    if (last) this.position = positionOf(last);
+  }
+
+  /** The member's own changes after `afterRevision` up to `upTo`, one page in flight at a time; then live. */
+  private async replay(member: Member, afterRevision: string, upTo: LogPosition): Promise<void> {
+    try {
+      let after: LogPosition = { revision: afterRevision };
+      for (;;) {
+        const page = await this.deps.entries.changesPage(this.tenantId, {
+          after,
+          upTo,
+          namespaces: [this.filter.namespace],
+          limit: REPLAY_PAGE,
+        });
+        let written: Promise<void> = Promise.resolve();
+        for (const change of page.changes) {
+          if (!member.active) return;
+          if (!this.matches(change)) continue;
+          const context = isSealed(change.value) ? member.context : (this.args.contextValue as Context);
+          written = member.write(await this.run({ change }, context));
+        }
+        await written;
+        const last = page.changes.at(-1);
+        if (!last || page.changes.length < REPLAY_PAGE) break;
+        after = positionOf(last);
+      }
+      member.goLive();
+    } catch (error) {
+      member.end(await this.execute({ end: error as StatehouseError }, member.context));
     }
   }
 
