@@ -44,8 +44,8 @@ async function namespace(settings: Record<string, unknown> = {}): Promise<string
 
 const set = (ns: string, key: string, value: unknown) => gw.ok(ADMIN_TOKEN, SET, { ns, key, value });
 
-/** The shared groups of a namespace and their members, as the gateway counts them. */
-const shared = (ns: string) => gw.app.fanout.stats(ns);
+/** The shared groups of a namespace (null: of subscriptions without one) and their members, as the gateway counts them. */
+const shared = (ns: string | null) => gw.app.fanout.stats(ns);
 
 /** Subscribes and waits until the subscription has joined a shared group. */
 async function watch(token: string, query: string, variables: { ns: string } & Record<string, unknown>) {
@@ -211,6 +211,37 @@ describe('shared entryChanged subscriptions', () => {
     }
     expect(shared(ns).groups).toBe(1);
     for (const sub of [anchor, ...resumers]) sub.stop();
+  });
+
+  it('shares admins’ and readers’ subscriptions without a namespace, not agents’; sealed values still per member', async () => {
+    const WATCH_ALL = 'subscription { entryChanged { namespace key value } }';
+    const [plain, secret] = [await namespace(), await namespace({ sensitive: true })];
+    const agent = await gw.registerAgent(unique('agent'), [plain]);
+    const { token: reader } = await gw.createToken(unique('reader'), 'READER');
+    const before = shared(null).members;
+    const adminSub = subscribe<{ entryChanged: Change }>(gw.ws(ADMIN_TOKEN), WATCH_ALL);
+    const readerSub = subscribe<{ entryChanged: Change }>(gw.ws(reader), WATCH_ALL);
+    await eventually(() => shared(null).members === before + 2, 5_000, 'both to join one shared group');
+    expect(shared(null).groups).toBe(1);
+    const agentSub = subscribe<{ entryChanged: Change }>(gw.ws(agent), WATCH_ALL);
+    await eventually(
+      async () => {
+        await set(plain, unique('probe'), 0);
+        return agentSub.results.length > 0;
+      },
+      5_000,
+      'the agent’s subscription to go live',
+    );
+    expect(shared(null).members).toBe(before + 2);
+
+    await set(plain, 'open', 1);
+    await set(secret, 'hidden', { pin: 1234 });
+    await eventually(() => keysOf(readerSub).includes('hidden') && keysOf(adminSub).includes('hidden'), 5_000, 'the sealed change');
+    expect(changesOf(readerSub).find((change) => change.key === 'open')?.value).toBe(1);
+    expect(changesOf(readerSub).find((change) => change.key === 'hidden')?.value).toBeNull();
+    expect(changesOf(adminSub).find((change) => change.key === 'hidden')?.value).toEqual({ pin: 1234 });
+    expect(keysOf(agentSub)).not.toContain('hidden');
+    for (const sub of [adminSub, readerSub, agentSub]) sub.stop();
   });
 
   it('completes every shared subscription when the gateway stops', async () => {

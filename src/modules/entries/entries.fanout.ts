@@ -51,8 +51,8 @@ interface Deps {
  * Each member still went through the ordinary subscribe path first (limits, auth scopes, argument
  * checks, audit); its access is re-checked on every access or token event, as a lone watcher's is.
  * A sealed value (sensitive namespace) is never shared: it is executed per member, with its own
- * principal (READER → null) and audit. Subscriptions without a namespace (access differs per
- * change) take the ordinary path.
+ * principal (READER → null) and audit. An agent's subscription without a namespace (its access
+ * differs per change) takes the ordinary path; admins' and readers' share too.
  */
 export class EntryFanout {
   private readonly groups = new Map<string, Group>();
@@ -74,13 +74,18 @@ export class EntryFanout {
     const principal = context.principal;
     if (!shape || !principal) return null;
     const { filter, afterRevision } = shape;
-    const settings = await this.deps.access.namespace(principal.tenantId, filter.namespace);
-    if (!settings || settings.sensitive) return null;
+    if (filter.namespace === null) {
+      // Without a namespace an agent's access differs change by change; admins and readers read all.
+      if (principal.role === 'AGENT') return null;
+    } else {
+      const settings = await this.deps.access.namespace(principal.tenantId, filter.namespace);
+      if (!settings || settings.sensitive) return null;
+    }
     let documentId = this.documentIds.get(args.document);
     if (documentId === undefined) this.documentIds.set(args.document, (documentId = this.nextDocumentId++));
     const key = [
       principal.tenantId,
-      filter.namespace,
+      filter.namespace ?? '',
       filter.scope ?? '',
       filter.keyPrefix ?? '',
       documentId,
@@ -101,8 +106,8 @@ export class EntryFanout {
     }
   }
 
-  /** How many groups share how many subscriptions now (of one namespace's name, in any tenant, when given). */
-  stats(namespace?: string): { groups: number; members: number } {
+  /** How many groups share how many subscriptions now (of one namespace's name in any tenant, or null: of none, when given). */
+  stats(namespace?: string | null): { groups: number; members: number } {
     let groups = 0;
     let members = 0;
     for (const group of this.groups.values()) {
@@ -120,7 +125,8 @@ export class EntryFanout {
 }
 
 interface SharedFilter {
-  namespace: string;
+  /** null: every namespace (admins and readers only). */
+  namespace: string | null;
   scope: string | null;
   keyPrefix: string | null;
 }
@@ -138,11 +144,10 @@ function sharedShape(args: ExecutionArgs) {
   if (!definition) return null;
   const variables = { ...(args.variableValues ?? {}) } as Record<string, unknown>;
   const values = getArgumentValues(definition, field, variables);
-  if (typeof values.namespace !== 'string') return null;
   const resume = field.arguments?.find((argument) => argument.name.value === 'afterRevision')?.value;
   if (resume?.kind === Kind.VARIABLE) delete variables[resume.name.value];
   const filter: SharedFilter = {
-    namespace: values.namespace,
+    namespace: typeof values.namespace === 'string' ? values.namespace : null,
     scope: typeof values.scope === 'string' && values.scope !== '' ? values.scope : null,
     keyPrefix: typeof values.keyPrefix === 'string' && values.keyPrefix !== '' ? values.keyPrefix : null,
   };
@@ -291,7 +296,7 @@ class Group {
     return this.members.size;
   }
 
-  get namespace(): string {
+  get namespace(): string | null {
     return this.filter.namespace;
   }
 
@@ -331,7 +336,11 @@ class Group {
 
   private matches(change: EntryChange): boolean {
     const { namespace, scope, keyPrefix } = this.filter;
-    return change.namespace === namespace && (!scope || change.scope === scope) && (!keyPrefix || change.key.startsWith(keyPrefix));
+    return (
+      (!namespace || change.namespace === namespace) &&
+      (!scope || change.scope === scope) &&
+      (!keyPrefix || change.key.startsWith(keyPrefix))
+    );
   }
 
   private async deliver(changes: readonly EntryChange[]): Promise<void> {
@@ -357,7 +366,7 @@ class Group {
         const page = await this.deps.entries.changesPage(this.tenantId, {
           after,
           upTo,
-          namespaces: [this.filter.namespace],
+          namespaces: this.filter.namespace === null ? null : [this.filter.namespace],
           limit: REPLAY_PAGE,
         });
         let written: Promise<void> = Promise.resolve();
@@ -395,7 +404,7 @@ class Group {
       const principal = await member.context.reauthenticate();
       let reason: StatehouseError | null = null;
       if (!principal) reason = unauthenticated('The token was revoked');
-      else if (!(await this.deps.access.canRead(principal, this.filter.namespace))) {
+      else if (this.filter.namespace !== null && !(await this.deps.access.canRead(principal, this.filter.namespace))) {
         reason = forbidden(`Access to ${this.filter.namespace} was revoked`);
       }
       if (reason) member.end(await this.execute({ end: reason }, member.context));
