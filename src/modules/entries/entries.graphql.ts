@@ -8,12 +8,16 @@ import { CommitService, type CommitResult as CommitResultShape } from './entries
 import type { Entry, EntryChange, EntryVersion, Page } from './entries.service.js';
 import type { WatchEvent } from './entries.watch.js';
 
+type StoredValue = { namespace: string; scope: string; key: string; value: unknown };
+
 /**
  * A value as the caller may see it. Values of sensitive namespaces are stored sealed: a READER gets
  * null, anyone else the opened value, and the read is audited once per operation and namespace.
+ * Plain values are returned synchronously, so that a page of entries completes without a promise per row.
  */
-async function revealed(context: Context, row: { namespace: string; scope: string; key: string; value: unknown }) {
-  if (!isSealed(row.value)) return row.value;
+const revealed = (context: Context, row: StoredValue) => (isSealed(row.value) ? opened(context, row) : row.value);
+
+async function opened(context: Context, row: StoredValue) {
   const principal = principalOf(context);
   const settings = await context.services.access.namespace(principal.tenantId, row.namespace);
   if (!settings?.sensitive) return row.value;
