@@ -57,22 +57,35 @@ export interface Context {
   reauthenticate: () => Promise<Principal | null>;
 }
 
-function createLoaders(services: Services, principal: Principal | null): Loaders {
-  const tenantId = principal?.tenantId ?? '';
-  return {
-    entryCount: new DataLoader(async (names) => {
-      const counts = await services.entries.count(tenantId, names);
+/** The loaders of one request, each made on first use: most operations need none. */
+class RequestLoaders implements Loaders {
+  private made: Partial<Loaders> = {};
+
+  constructor(
+    private readonly services: Services,
+    private readonly tenantId: string,
+  ) {}
+
+  get entryCount(): Loaders['entryCount'] {
+    return (this.made.entryCount ??= new DataLoader(async (names) => {
+      const counts = await this.services.entries.count(this.tenantId, names);
       return names.map((name) => counts.get(name) ?? 0);
-    }),
-    grants: new DataLoader(async (names) => {
-      const grants = await services.namespaces.grantsOf(tenantId, names);
+    }));
+  }
+
+  get grants(): Loaders['grants'] {
+    return (this.made.grants ??= new DataLoader(async (names) => {
+      const grants = await this.services.namespaces.grantsOf(this.tenantId, names);
       return names.map((name) => grants.get(name) ?? []);
-    }),
-    agent: new DataLoader(async (ids) => {
-      const agents = await services.agents.byIds(tenantId, ids);
+    }));
+  }
+
+  get agent(): Loaders['agent'] {
+    return (this.made.agent ??= new DataLoader(async (ids) => {
+      const agents = await this.services.agents.byIds(this.tenantId, ids);
       return ids.map((id) => agents.get(id) ?? null);
-    }),
-  };
+    }));
+  }
 }
 
 /**
@@ -88,15 +101,11 @@ export async function createContext(
     : (source.request?.headers.get('authorization') ?? undefined);
   const token = bearerToken(header);
   const principal = token === undefined ? null : await services.authenticator.authenticate(token);
-  let loaders: Loaders | undefined;
   return {
     principal,
     tokenRejected: token !== undefined && principal === null,
     services,
-    // Most operations need none: made on first use.
-    get loaders() {
-      return (loaders ??= createLoaders(services, principal));
-    },
+    loaders: new RequestLoaders(services, principal?.tenantId ?? ''),
     reauthenticate: async () => (token === undefined ? null : services.authenticator.authenticate(token)),
   };
 }
