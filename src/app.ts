@@ -289,11 +289,14 @@ export async function buildApp(options: AppOptions): Promise<App> {
   );
 
   let stopping: Promise<void> | undefined;
-  const inFlight = new Set<Promise<void>>();
+  // Requests still being answered, which a graceful stop waits for.
+  let inFlight = 0;
+  let drained: (() => void) | undefined;
   server.on('request', (_request, response) => {
-    const done = new Promise<void>((resolve) => response.on('close', resolve));
-    inFlight.add(done);
-    void done.then(() => inFlight.delete(done));
+    inFlight++;
+    response.once('close', () => {
+      if (--inFlight === 0) drained?.();
+    });
   });
 
   return {
@@ -318,7 +321,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
         await socketServer.dispose();
         server.closeIdleConnections();
         const grace = new Promise((resolve) => setTimeout(resolve, options.shutdownGraceMs ?? 10_000).unref());
-        await Promise.race([Promise.all(inFlight), grace]);
+        const idle = inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (drained = resolve));
+        await Promise.race([idle, grace]);
         server.closeAllConnections();
         feeds.close();
         await jobs.stop();
