@@ -16,6 +16,7 @@ import { ProcessRegistry } from './events/processes.js';
 import { PeriodicJobs } from './jobs.js';
 import { ChangeFeeds } from './events/change-feed.js';
 import { createMaskError, toGraphQLError, useRequestErrorCodes } from './graphql/errors.js';
+import { useInputCheck } from './guards/input-check.js';
 import { useOperationLimits, withoutIntrospection } from './guards/operation-limits.js';
 import { MAX_BATCH_OPERATIONS, useRequestLimits } from './guards/request-limits.js';
 import { CONNECTION_INIT_TIMEOUT_MS, SocketLimits, TOO_MANY_CONNECTIONS } from './guards/socket-limits.js';
@@ -217,6 +218,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
       useAuditTrail(),
       useRequestLimits(services),
       useOperationLimits(),
+      useInputCheck(),
       ...(options.introspection === false ? [withoutIntrospection()] : []),
       useReadiness(database),
     ],

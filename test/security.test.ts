@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { sql } from 'drizzle-orm';
-import { getIntrospectionQuery } from 'graphql';
+import { buildSchema, getIntrospectionQuery, parse, validate } from 'graphql';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
@@ -155,6 +155,21 @@ describe('query limits', () => {
     expectError(await gw.gql(admin, modest), 'QUERY_TOO_COMPLEX');
     await gw.ok(ADMIN_TOKEN, modest);
     await expectHealthy();
+  });
+
+  it('answers a query graphql-js gives up validating with QUERY_TOO_COMPLEX every time, leaving its shared "Validation aborted." error unchanged', async () => {
+    // Not the document of the test above, which Yoga has cached by now.
+    const repeated = `{ ${'viewer { role namespaces { namespace permission } } '.repeat(1_001)} }`;
+    // graphql-js answers every aborted validation with one and the same error object.
+    const shape = buildSchema(
+      'type Query { viewer: V } type V { role: String namespaces: [N] } type N { namespace: String permission: String }',
+    );
+    const [aborted] = validate(shape, parse(repeated));
+    expect(aborted?.message).toBe('Validation aborted.');
+    // The second time, Yoga answers from its validation cache.
+    for (let i = 0; i < 2; i++) expectError(await gw.gql(ADMIN_TOKEN, repeated), 'QUERY_TOO_COMPLEX');
+    expect(validate(shape, parse(repeated))).toEqual([aborted]);
+    expect(aborted?.extensions).toEqual({});
   });
 
   it('answers a batched HTTP request of more than maxBatchOperations with QUERY_TOO_COMPLEX and HTTP 400', async () => {
@@ -696,6 +711,24 @@ describe('audit log', () => {
     expect(results.some((result) => codesOf(result).includes('RATE_LIMITED'))).toBe(true);
     const [denied] = await auditLog(admin, { actor: `reader:${name}`, outcome: 'DENIED' });
     expect(denied).toMatchObject({ role: 'READER', action: 'viewer', detail: { code: 'RATE_LIMITED', reason: expect.any(String) } });
+  });
+
+  it('records a write refused as nested too deeply as DENIED with QUERY_TOO_COMPLEX, as the caller is answered', async () => {
+    const admin = await newTenant('audit-deep');
+    const since = await now();
+    // Deeper than JSON.stringify here, or the gateway's own recursion, would go.
+    const depth = 20_000;
+    const value = `${'['.repeat(depth)}1${']'.repeat(depth)}`;
+    const body = `{"query":${JSON.stringify(SET)},"variables":{"ns":"common","key":"deep","value":${value}}}`;
+    expect(codesOf((await postRaw(gw.url, admin, body)).body)).toEqual(['QUERY_TOO_COMPLEX']);
+    const events = await auditLog(admin, { action: 'setEntry', since });
+    expect(events).toEqual([
+      expect.objectContaining({
+        target: 'common/global/deep',
+        outcome: 'DENIED',
+        detail: { code: 'QUERY_TOO_COMPLEX', reason: expect.any(String) },
+      }),
+    ]);
   });
 
   it('records reads of sensitive values once per operation, and not a READER who sees none', async () => {

@@ -1,4 +1,5 @@
 import { badInput } from './errors.js';
+import { isStorableText } from './names.js';
 
 /** Opaque page cursors: the sort key of the last row, as base64url JSON. */
 export function encodeCursor(parts: readonly string[]): string {
@@ -9,7 +10,10 @@ export function decodeCursor(cursor: string, field: string, length: number): str
   try {
     if (cursor.length > 4096) throw new Error('too long');
     const parts: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(parts) && parts.length === length && parts.every((part) => typeof part === 'string')) return parts;
+    // A part the database cannot hold (U+0000, a lone surrogate) was never written by encodeCursor: a forgery.
+    if (Array.isArray(parts) && parts.length === length && parts.every((part) => typeof part === 'string' && isStorableText(part))) {
+      return parts;
+    }
   } catch {
     // reported below, the same as a cursor of the wrong shape
   }

@@ -8,6 +8,13 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const IDENTIFIER = /^[A-Za-z0-9._:@-]{1,128}$/;
 
+/**
+ * Whether PostgreSQL's text and jsonb can hold `text` as it is: no U+0000, and no lone surrogate
+ * (stored as U+FFFD). isWellFormed (ES2024, Node 20) is many times faster than a regular expression
+ * on long values; the ES2023 lib does not declare it.
+ */
+export const isStorableText = (text: string) => !text.includes('\u0000') && (text as string & { isWellFormed(): boolean }).isWellFormed();
+
 export const GLOBAL_SCOPE = 'global';
 
 export function checkNamespace(name: string, field = 'namespace'): string {

@@ -51,17 +51,32 @@ function fieldOf(error: GraphQLError): string | undefined {
   return field;
 }
 
-/** Validation errors never reach the masking step: name their code and field as they are produced. */
+/**
+ * Validation errors never reach the masking step: name their code and field as they are produced.
+ * The errors are copied, not changed: graphql-js shares some (its "Validation aborted." is one
+ * object for every request), and Yoga caches validation results. An error that already has a code
+ * of the contract (QUERY_TOO_COMPLEX from a cached result) keeps it.
+ */
 export function useRequestErrorCodes(): Plugin {
   return {
     onValidate:
       () =>
-      ({ valid, result }) => {
+      ({ valid, result, setResult }) => {
         if (valid) return;
-        for (const error of result) {
-          const field = fieldOf(error);
-          Object.assign(error.extensions, { code: 'BAD_USER_INPUT', ...(field ? { field } : {}) });
-        }
+        setResult(
+          result.map((error) => {
+            if (!REQUEST_ERROR_CODES.has(error.extensions.code as string | undefined)) return error;
+            const field = fieldOf(error);
+            return new GraphQLError(error.message, {
+              nodes: error.nodes,
+              source: error.source,
+              positions: error.positions,
+              path: error.path,
+              originalError: error.originalError,
+              extensions: { ...error.extensions, code: 'BAD_USER_INPUT', ...(field ? { field } : {}) },
+            });
+          }),
+        );
       },
   };
 }
@@ -70,54 +85,65 @@ export function useRequestErrorCodes(): Plugin {
 export const toGraphQLError = (error: StatehouseError, location: GraphQLErrorOptions = {}) =>
   new GraphQLError(error.message, { ...location, extensions: { code: error.code, ...error.details } });
 
+const locationOf = (error: GraphQLError | undefined): GraphQLErrorOptions =>
+  error ? { nodes: error.nodes, source: error.source, positions: error.positions, path: error.path } : {};
+
 /**
- * Turns domain errors into GraphQL errors with the contract's `extensions.code`, reports errors of
- * the request itself (syntax, validation, variables) as BAD_USER_INPUT naming the field, and masks
- * everything else: no stack, SQL or secret reaches a client.
+ * An error as the client is answered (API.md §3): domain errors with the contract's
+ * `extensions.code`, errors of the request itself (syntax, validation, variables) as BAD_USER_INPUT
+ * naming the field, and the known failures of the input as their codes. Undefined for anything
+ * else: an internal error, which the client sees masked.
  */
+export function contractError(error: unknown): GraphQLError | undefined {
+  const graphQLError = error instanceof GraphQLError ? error : undefined;
+  const original = graphQLError ? graphQLError.originalError : error;
+  const location = locationOf(graphQLError);
+  if (original instanceof StatehouseError) {
+    return toGraphQLError(original, location);
+  }
+  if (graphQLError && !graphQLError.path && REQUEST_ERROR_CODES.has(graphQLError.extensions?.code as string | undefined)) {
+    const field = graphQLError.extensions?.field ?? fieldOf(graphQLError);
+    const { http } = graphQLError.extensions ?? {};
+    return new GraphQLError(graphQLError.message, {
+      ...location,
+      extensions: { code: 'BAD_USER_INPUT', ...(field ? { field } : {}), ...(http ? { http } : {}) },
+    });
+  }
+  if (graphQLError && (!original || original instanceof GraphQLError)) return graphQLError;
+  if (original instanceof RangeError && /call stack/i.test(original.message)) {
+    // A document or JSON nested thousands deep exhausts the parser's recursion before any limit can count it.
+    return new GraphQLError('The document or its variables are nested too deeply', {
+      ...location,
+      extensions: { code: 'QUERY_TOO_COMPLEX' },
+    });
+  }
+  if (original instanceof SyntaxError && !graphQLError?.path) {
+    // JSON.parse of a request parameter (GET variables or extensions).
+    return new GraphQLError('A request parameter is not valid JSON', { ...location, extensions: { code: 'BAD_USER_INPUT' } });
+  }
+  if (sqlState(original) === '23503') {
+    // A write raced the deletion of its namespace: the namespace is gone, as a later request would find.
+    return new GraphQLError('The namespace does not exist', { ...location, extensions: { code: 'NOT_FOUND' } });
+  }
+  if (UNSTORABLE_INPUT.has(sqlState(original) ?? '')) {
+    // Text PostgreSQL cannot hold (e.g. U+0000) that no specific check caught: still the caller's input.
+    return new GraphQLError('The input holds characters that cannot be stored', { ...location, extensions: { code: 'BAD_USER_INPUT' } });
+  }
+  return undefined;
+}
+
+/** Answers with contractError, and masks everything else: no stack, SQL or secret reaches a client. */
 export function createMaskError(logger: Logger) {
   return (error: unknown, message: string): Error => {
+    const answer = contractError(error);
+    if (answer) return answer;
     const graphQLError = error instanceof GraphQLError ? error : undefined;
     const original = graphQLError ? graphQLError.originalError : error;
-    const location = graphQLError
-      ? { nodes: graphQLError.nodes, source: graphQLError.source, positions: graphQLError.positions, path: graphQLError.path }
-      : {};
-    if (original instanceof StatehouseError) {
-      return toGraphQLError(original, location);
-    }
-    if (graphQLError && !graphQLError.path && REQUEST_ERROR_CODES.has(graphQLError.extensions?.code as string | undefined)) {
-      const field = graphQLError.extensions?.field ?? fieldOf(graphQLError);
-      const { http } = graphQLError.extensions ?? {};
-      return new GraphQLError(graphQLError.message, {
-        ...location,
-        extensions: { code: 'BAD_USER_INPUT', ...(field ? { field } : {}), ...(http ? { http } : {}) },
-      });
-    }
-    if (graphQLError && (!original || original instanceof GraphQLError)) return graphQLError;
-    if (original instanceof RangeError && /call stack/i.test(original.message)) {
-      // A document or JSON nested thousands deep exhausts the parser's recursion before any limit can count it.
-      return new GraphQLError('The document or its variables are nested too deeply', {
-        ...location,
-        extensions: { code: 'QUERY_TOO_COMPLEX' },
-      });
-    }
-    if (original instanceof SyntaxError && !graphQLError?.path) {
-      // JSON.parse of a request parameter (GET variables or extensions).
-      return new GraphQLError('A request parameter is not valid JSON', { ...location, extensions: { code: 'BAD_USER_INPUT' } });
-    }
-    if (sqlState(original) === '23503') {
-      // A write raced the deletion of its namespace: the namespace is gone, as a later request would find.
-      return new GraphQLError('The namespace does not exist', { ...location, extensions: { code: 'NOT_FOUND' } });
-    }
-    if (UNSTORABLE_INPUT.has(sqlState(original) ?? '')) {
-      // Text PostgreSQL cannot hold (e.g. U+0000) that no specific check caught: still the caller's input.
-      return new GraphQLError('The input holds characters that cannot be stored', { ...location, extensions: { code: 'BAD_USER_INPUT' } });
-    }
     // The cause carries the database's own message (drizzle wraps it); logged, never sent.
     logger.error(
       { err: original, cause: original instanceof Error ? original.cause : undefined, path: graphQLError?.path },
       'unexpected error',
     );
-    return new GraphQLError(message, { ...location, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+    return new GraphQLError(message, { ...locationOf(graphQLError), extensions: { code: 'INTERNAL_SERVER_ERROR' } });
   };
 }

@@ -4,6 +4,7 @@ import { maxDepthRule } from '@escape.tech/graphql-armor-max-depth';
 import {
   type DocumentNode,
   type ExecutionArgs,
+  type ExecutionResult,
   GraphQLError,
   type GraphQLSchema,
   NoSchemaIntrospectionCustomRule,
@@ -82,7 +83,11 @@ export function useOperationLimits(): Plugin<Context> {
     return verdict;
   }
 
-  async function check(args: ExecutionArgs): Promise<StatehouseError | null> {
+  /** The first limit the operation passes, if any: a subscription also may not be part of a batch. */
+  async function refusal(args: ExecutionArgs, subscription: boolean): Promise<StatehouseError | null> {
+    if (subscription && isBatched((args.contextValue as { request?: Request }).request)) {
+      return new StatehouseError('BAD_USER_INPUT', 'A subscription cannot be part of a batched request', { field: 'body' });
+    }
     const { principal, services } = args.contextValue as Context;
     const config = principal ? await services.config.get(principal.tenantId) : anonymous;
     const perSecond = config.rateLimit.perTokenPerSecond;
@@ -98,6 +103,13 @@ export function useOperationLimits(): Plugin<Context> {
     return complexity(args, config.limits);
   }
 
+  const guard =
+    (subscription: boolean) =>
+    async ({ args, setResultAndStopExecution }: { args: ExecutionArgs; setResultAndStopExecution: (result: ExecutionResult) => void }) => {
+      const error = await refusal(args, subscription);
+      if (error) setResultAndStopExecution({ errors: [toGraphQLError(error)] });
+    };
+
   return {
     // graphql-js gives up on a document whose field merging or fragments take too much work to
     // check ("Validation aborted."): a query too complex, not a malformed one.
@@ -108,19 +120,8 @@ export function useOperationLimits(): Plugin<Context> {
           setResult([toGraphQLError(new StatehouseError('QUERY_TOO_COMPLEX', 'The query takes too much work to validate'))]);
         }
       },
-    onExecute: async ({ args, setResultAndStopExecution }) => {
-      const error = await check(args);
-      if (error) setResultAndStopExecution({ errors: [toGraphQLError(error)] });
-    },
-    onSubscribe: async ({ args, setResultAndStopExecution }) => {
-      if (isBatched((args.contextValue as { request?: Request }).request)) {
-        const error = new StatehouseError('BAD_USER_INPUT', 'A subscription cannot be part of a batched request', { field: 'body' });
-        setResultAndStopExecution({ errors: [toGraphQLError(error)] });
-        return;
-      }
-      const error = await check(args);
-      if (error) setResultAndStopExecution({ errors: [toGraphQLError(error)] });
-    },
+    onExecute: guard(false),
+    onSubscribe: guard(true),
   };
 }
 

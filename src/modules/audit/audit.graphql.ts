@@ -9,9 +9,9 @@ import {
 } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import type { Context } from '../../context.js';
-import { StatehouseError } from '../../domain/errors.js';
 import { actorOf } from '../../auth/principal.js';
 import { builder } from '../../graphql/builder.js';
+import { contractError } from '../../graphql/errors.js';
 import { principalOf } from '../../graphql/principal.js';
 import { Role } from '../tokens/tokens.graphql.js';
 import type { AuditEvent } from './audit.service.js';
@@ -50,8 +50,11 @@ builder.queryFields((t) => ({
 /** Codes that mean the caller was refused, rather than that the operation failed. */
 const DENIALS = new Set(['FORBIDDEN', 'UNAUTHENTICATED', 'RATE_LIMITED', 'QUOTA_EXCEEDED', 'QUERY_TOO_COMPLEX']);
 
-const codeOf = (error: GraphQLError): string | undefined =>
-  error.originalError instanceof StatehouseError ? error.originalError.code : (error.extensions?.code as string | undefined);
+/** The error as its caller was answered: an error nested too deeply, say, is QUERY_TOO_COMPLEX, not internal. */
+function answerOf(error: GraphQLError): { code: string; message: string } {
+  const answer = contractError(error);
+  return answer ? { code: String(answer.extensions.code), message: answer.message } : { code: 'INTERNAL_SERVER_ERROR', message: '' };
+}
 
 /** Names the thing a root field acts on from its arguments — ids and names only, never values. */
 function targetOf(args: Record<string, unknown>): string | null {
@@ -96,8 +99,8 @@ export function useAuditTrail(): Plugin<Context> {
     for (const selection of operation.selectionSet.selections) {
       if (selection.kind !== Kind.FIELD || selection.name.value.startsWith('__')) continue;
       const error = errors.get(selection.alias?.value ?? selection.name.value) ?? operationError;
-      const code = error ? codeOf(error) : undefined;
-      const denied = code !== undefined && DENIALS.has(code);
+      const answer = error ? answerOf(error) : undefined;
+      const denied = answer !== undefined && DENIALS.has(answer.code);
       if (operation.operation !== 'mutation' && !denied) continue;
       let target: string | null = null;
       const field = rootType?.getFields()[selection.name.value];
@@ -113,7 +116,7 @@ export function useAuditTrail(): Plugin<Context> {
         action: selection.name.value,
         target,
         outcome: denied ? 'DENIED' : 'ALLOWED',
-        detail: error ? { code: code ?? 'INTERNAL_SERVER_ERROR', ...(denied ? { reason: error.message } : {}) } : null,
+        detail: answer ? { code: answer.code, ...(denied ? { reason: answer.message } : {}) } : null,
       });
     }
   }

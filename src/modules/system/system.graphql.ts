@@ -29,7 +29,13 @@ builder.queryFields((t) => ({
     type: SystemOverviewRef,
     description: 'One cheap query a dashboard can poll every second',
     authScopes: { authenticated: true },
-    resolve: (_root, _args, context) => context.services.system.overview(principalOf(context).tenantId),
+    resolve: async (_root, _args, context) => {
+      const principal = principalOf(context);
+      // ADMIN and READER read every namespace of their tenant; an agent, those the access rule lets it.
+      const namespaces =
+        principal.role === 'AGENT' ? (await context.services.access.reachable(principal)).map((access) => access.namespace) : null;
+      return context.services.system.overview(principal.tenantId, namespaces);
+    },
   }),
 }));
 

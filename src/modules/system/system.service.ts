@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../../db/client.js';
-import { WATERMARK } from '../entries/entries.sql.js';
+import { LIVE, WATERMARK } from '../entries/entries.sql.js';
 import type { ConfigService } from '../tenants/config.service.js';
 
 export interface SystemOverview {
@@ -22,8 +22,12 @@ export class SystemService {
     private readonly config: ConfigService,
   ) {}
 
-  async overview(tenantId: string): Promise<SystemOverview> {
+  /** `namespaces`: those the caller may read, whose namespaces and entries are counted; null for all of the tenant's. */
+  async overview(tenantId: string, namespaces: readonly string[] | null): Promise<SystemOverview> {
     const { activeWindowSeconds } = await this.config.get(tenantId);
+    const names = namespaces === null ? null : sql.param([...namespaces]);
+    const readableNamespace = names === null ? sql`true` : sql`name = ANY(${names}::text[])`;
+    const inReadableNamespace = names === null ? sql`true` : sql`namespace = ANY(${names}::text[])`;
     const [row] = await this.database.rows<{
       agents_by_status: Record<string, number>;
       active_agents: number;
@@ -38,9 +42,8 @@ export class SystemService {
            FROM (SELECT status, count(*)::int AS n FROM agents WHERE tenant_id = ${tenantId} GROUP BY status) AS s) AS agents_by_status,
         (SELECT count(*)::int FROM agents WHERE tenant_id = ${tenantId}
            AND last_heartbeat_at > now() - make_interval(secs => ${activeWindowSeconds})) AS active_agents,
-        (SELECT count(*)::int FROM namespaces WHERE tenant_id = ${tenantId}) AS namespaces,
-        (SELECT count(*)::int FROM entries WHERE tenant_id = ${tenantId} AND NOT deleted
-           AND (expires_at IS NULL OR expires_at > now())) AS entries,
+        (SELECT count(*)::int FROM namespaces WHERE tenant_id = ${tenantId} AND ${readableNamespace}) AS namespaces,
+        (SELECT count(*)::int FROM entries WHERE tenant_id = ${tenantId} AND ${inReadableNamespace} AND ${LIVE}) AS entries,
         (SELECT coalesce(max(revision), 0)::text FROM changes WHERE tenant_id = ${tenantId}
            AND revision < ${WATERMARK}) AS revision,
         (SELECT count(*)::int FROM error_occurrences o JOIN error_patterns p ON p.id = o.pattern_id
