@@ -16,10 +16,15 @@ export interface ServerProcess {
   alive(): boolean;
   /** Resident set size in bytes (VmRSS of /proc/<pid>/status). */
   rss(): number;
+  /** CPU time used so far in seconds, user and system (/proc/<pid>/stat): per operation, it is robust to a busy machine. */
+  cpuSeconds(): number;
   /** The last lines it printed, for error messages. */
   tail(): string;
   stop(): Promise<void>;
 }
+
+/** Linux's USER_HZ, the unit of /proc/<pid>/stat times (100 on every mainstream kernel). */
+const CLOCK_TICKS = 100;
 
 const LISTEN_LINE = /http:\/\/127\.0\.0\.1:(\d+)\/graphql/;
 
@@ -99,6 +104,12 @@ export async function startServer(
       const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
       if (!match) throw new Error(`no VmRSS for ${name} (pid ${pid})`);
       return Number(match[1]) * 1024;
+    },
+    cpuSeconds: () => {
+      // Fields after "pid (comm) ": state is the first, utime the 12th, stime the 13th; in clock ticks of 1/100 s.
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
     },
     tail: () => lines.join('\n'),
     stop: () => {

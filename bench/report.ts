@@ -54,12 +54,22 @@ const ms = (value: number | undefined) =>
   value === undefined || Number.isNaN(value) ? '—' : `${value < 10 ? value.toFixed(2) : value.toFixed(1)} ms`;
 const ratio = (value: number | undefined) => (value === undefined ? '—' : `${value.toFixed(2)}×`);
 
+/** Server CPU per operation, Statehouse's and the bare server's: unlike ops/s, it hardly moves when the machine is busy. */
+function cpuPerOp(row: ResultRow): string {
+  const of = (m: Measurement | undefined) => m?.extra?.cpuMicrosPerOp as number | undefined;
+  const sh = of(row.statehouse);
+  const bare = of(row.bare);
+  if (sh === undefined && bare === undefined) return '';
+  const shown = (value: number | undefined) => (value === undefined ? '—' : Math.round(value).toLocaleString('en-US'));
+  return `${shown(sh)} / ${shown(bare)} µs`;
+}
+
 /** The table as text, one line per row, columns aligned. */
 export function formatTable(rows: ResultRow[]): string {
-  const header = ['#', 'workload', 'conns', 'Statehouse', 'p50', 'p99', 'bare', 'limit', 'SH/bare', 'SH/limit', 'note'];
+  const header = ['#', 'workload', 'conns', 'Statehouse', 'p50', 'p99', 'bare', 'limit', 'SH/bare', 'SH/limit', 'CPU/op SH / bare', 'note'];
   const lines = rows.map((row) => {
     if (row.status === 'not implemented') {
-      return [row.id, row.workload, '—', row.note ?? 'not yet implemented', '', '', '', '', '', '', ''];
+      return [row.id, row.workload, '—', row.note ?? 'not yet implemented', '', '', '', '', '', '', '', ''];
     }
     return [
       row.id,
@@ -72,12 +82,13 @@ export function formatTable(rows: ResultRow[]): string {
       figure(row.limit),
       ratio(row.ratioBare),
       ratio(row.ratioLimit),
+      cpuPerOp(row),
       row.note ?? '',
     ];
   });
   const all = [header, ...lines];
   const widths = header.map((_, column) => Math.max(...all.map((line) => (line[column] ?? '').length)));
-  const numeric = new Set([2, 3, 4, 5, 6, 7, 8, 9]);
+  const numeric = new Set([2, 3, 4, 5, 6, 7, 8, 9, 10]);
   const render = (line: string[]) =>
     line
       .map((cell, column) => (numeric.has(column) ? cell.padStart(widths[column] ?? 0) : cell.padEnd(widths[column] ?? 0)))

@@ -527,7 +527,8 @@ async function runHttp(
       });
       problem = await run.finish?.(0);
     } else {
-      measured = await httpLoad({
+      const cpuBefore = server(state, target).cpuSeconds();
+      const loaded = await httpLoad({
         url: server(state, target).url,
         headers: headersOf(state, target),
         query: workload.query,
@@ -536,8 +537,9 @@ async function runHttp(
         next: run.next,
         check: run.check,
       });
+      const cpuMicrosPerOp = ((server(state, target).cpuSeconds() - cpuBefore) * 1e6) / loaded.count;
+      measured = { ...loaded, extra: { ...loaded.extra, cpuMicrosPerOp } };
       problem = await run.finish?.(connections);
-      server(state, target);
     }
     if (problem) throw new BenchFailure(problem);
     if (workload.perRequest) {
