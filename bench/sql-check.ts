@@ -4,6 +4,7 @@
  * with the copies the bare server and the limit run. A mismatch does not fail the run, but every
  * reference number is then suspect, so it is printed and stored with the results.
  */
+import { fillPlaceholders } from 'drizzle-orm';
 import { PgDialect } from 'drizzle-orm/pg-core';
 import { CommitService } from '../src/modules/entries/entries.commit.js';
 import { EntriesService } from '../src/modules/entries/entries.service.js';
@@ -63,7 +64,12 @@ async function statehouseStatements(kind: BenchDb['kind']): Promise<Statement[]>
     sent.push({ sql, params });
     return [ROW];
   };
-  const database = { kind, rows, transaction: (work: (inner: typeof rows) => Promise<unknown>) => work(rows) };
+  const prepare = (query: Parameters<PgDialect['sqlToQuery']>[0]) => async (values: Record<string, unknown>) => {
+    const { sql, params } = dialect.sqlToQuery(query);
+    sent.push({ sql, params: fillPlaceholders(params, values) });
+    return [ROW];
+  };
+  const database = { kind, rows, prepare, transaction: (work: (inner: typeof rows) => Promise<unknown>) => work(rows) };
   const settings = { name: NAMESPACE, schema: null, defaultValue: null, defaultTtlSeconds: null, createdAt: new Date() };
   const access = { namespace: async () => settings, namespaces: async () => new Map([[NAMESPACE, settings]]) };
   const config = { get: async () => ({ limits: { maxMetricsPerCall: 1_000 }, metricsRetentionHours: 24 }) };

@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
-import { PGlite } from '@electric-sql/pglite';
-import type { SQL } from 'drizzle-orm';
+import { PGlite, types } from '@electric-sql/pglite';
+import { fillPlaceholders, type SQL } from 'drizzle-orm';
 import { type PgDatabase, PgDialect, type PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
@@ -19,6 +19,11 @@ export interface DatabaseHandle {
   url?: string;
   /** Runs raw SQL and returns its rows, the same shape on both drivers. */
   rows<T>(query: SQL): Promise<T[]>;
+  /**
+   * Compiles a hot query once: each call then only fills its `sql.placeholder()`s, instead of
+   * building the SQL text again (as `rows` does per call).
+   */
+  prepare<T>(query: SQL): (values: Record<string, unknown>) => Promise<T[]>;
   /** Runs `work` in one transaction; it commits when `work` resolves and rolls back when it throws. */
   transaction<T>(work: (rows: <R>(query: SQL) => Promise<R[]>) => Promise<T>): Promise<T>;
   /**
@@ -64,6 +69,13 @@ function openPostgres(url: string, max: number): DatabaseHandle {
     kind: 'postgres',
     url,
     rows: <T>(query: SQL) => run<T>(client, query),
+    prepare: <T>(query: SQL) => {
+      const { sql: text, params } = dialect.sqlToQuery(query);
+      return (values) =>
+        client.unsafe(text, fillPlaceholders(params, values) as postgres.ParameterOrJSON<never>[], { prepare: true }) as unknown as Promise<
+          T[]
+        >;
+    },
     transaction: (work) => client.begin((tx) => work(<R>(query: SQL) => run<R>(tx, query))) as Promise<never>,
     listen: async (onMessage, onConnect) => {
       await client.listen(CHANNEL, onMessage, onConnect);
@@ -78,6 +90,14 @@ function openPostgres(url: string, max: number): DatabaseHandle {
   };
 }
 
+/** Rows as drizzle's PGlite driver returns them (times as text), for prepared queries. */
+const PGLITE_ROWS = {
+  rowMode: 'object' as const,
+  parsers: Object.fromEntries(
+    [types.TIMESTAMP, types.TIMESTAMPTZ, types.INTERVAL, types.DATE].map((type) => [type, (value: string) => value]),
+  ),
+};
+
 async function openPglite(dataDir: string): Promise<DatabaseHandle> {
   if (!dataDir.startsWith('memory://')) mkdirSync(dataDir, { recursive: true });
   const client = await PGlite.create(dataDir);
@@ -87,6 +107,10 @@ async function openPglite(dataDir: string): Promise<DatabaseHandle> {
     db,
     kind: 'pglite',
     rows: async <T>(query: SQL) => (await db.execute(query)).rows as T[],
+    prepare: <T>(query: SQL) => {
+      const { sql: text, params } = dialect.sqlToQuery(query);
+      return async (values) => (await client.query<T>(text, fillPlaceholders(params, values), PGLITE_ROWS)).rows;
+    },
     transaction: (work) => db.transaction((tx) => work(async <R>(query: SQL) => (await tx.execute(query)).rows as R[])),
     ping: async () => {
       await client.query('select 1');

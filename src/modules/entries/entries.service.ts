@@ -70,6 +70,8 @@ export interface EntryAddress {
 export class EntriesService {
   /** The newest revision each tenant is known to have committed (from change notices). */
   private readonly committed = new Map<string, bigint>();
+  /** The point read, the hottest query: compiled once. */
+  private readonly liveEntry: (at: { tenantId: string; namespace: string; scope: string; key: string }) => Promise<EntryRow[]>;
 
   constructor(
     private readonly database: DatabaseHandle,
@@ -77,6 +79,10 @@ export class EntriesService {
     private readonly bus: EventBus,
     private readonly policy = new ValuePolicy(),
   ) {
+    this.liveEntry = database.prepare<EntryRow>(sql`
+      SELECT ${ENTRY_COLUMNS} FROM entries
+      WHERE tenant_id = ${sql.placeholder('tenantId')} AND namespace = ${sql.placeholder('namespace')}
+        AND scope = ${sql.placeholder('scope')} AND key = ${sql.placeholder('key')} AND ${LIVE}`);
     bus.on((event) => {
       if (event.type !== 'changes') return;
       const revision = BigInt(event.revision);
@@ -141,9 +147,7 @@ export class EntriesService {
     if ((input.atRevision !== null && input.atRevision !== undefined) || input.asOf) {
       return this.getAt(tenantId, { namespace, scope, key }, settings, input.atRevision ?? null, input.asOf ?? null);
     }
-    const [row] = await this.database.rows<EntryRow>(sql`
-      SELECT ${ENTRY_COLUMNS} FROM entries
-      WHERE tenant_id = ${tenantId} AND namespace = ${namespace} AND scope = ${scope} AND key = ${key} AND ${LIVE}`);
+    const [row] = await this.liveEntry({ tenantId, namespace, scope, key });
     if (row) return toEntry(row);
     return this.defaultEntry(tenantId, settings, scope, key);
   }
