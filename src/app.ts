@@ -283,8 +283,14 @@ export async function buildApp(options: AppOptions): Promise<App> {
           contextValue: await contextFactory(),
           rootValue: { execute, subscribe, socket: ctx.extra.socket, id } satisfies SocketRoot,
         };
-        const errors = validate(args.schema, args.document);
-        return errors.length > 0 ? errors : args;
+        try {
+          const errors = validate(args.schema, args.document);
+          return errors.length > 0 ? errors : args;
+        } catch (error) {
+          // graphql-js 16 throws from some rules (a subscription's variable @include): the caller's mistake too.
+          if (!(error instanceof GraphQLError)) throw error;
+          return [new GraphQLError(error.message, { extensions: { code: 'BAD_USER_INPUT' } })];
+        }
       },
     },
     sockets,

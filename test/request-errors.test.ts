@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, type Gateway, startGateway } from './support/gateway.js';
+import { ADMIN_TOKEN, type Gateway, startGateway, subscribe } from './support/gateway.js';
 
 /** Errors of the request itself — wrong types, missing fields, bad syntax — in the contract's terms. */
 describe('request errors', () => {
@@ -35,6 +35,31 @@ describe('request errors', () => {
     expect(result.data ?? null).toBeNull();
     const { entry } = await gw.ok(ADMIN_TOKEN, '{ entry(namespace: "common", key: "k") { value } }');
     expect(entry).toBeNull();
+  });
+
+  const CONDITIONAL_SUBSCRIPTIONS: [string, string, Record<string, unknown>?][] = [
+    ['@skip on the root field', 'subscription { agentChanged @skip(if: true) { id } }'],
+    ['@include on the root field', 'subscription { agentChanged @include(if: false) { id } }'],
+    ['@include with a variable', 'subscription($x: Boolean!) { agentChanged @include(if: $x) { id } }', { x: true }],
+    ['@skip inside a root fragment', 'subscription { ...F } fragment F on Subscription { agentChanged @skip(if: true) { id } }'],
+  ];
+
+  it.each(CONDITIONAL_SUBSCRIPTIONS)('answers a subscription with %s with BAD_USER_INPUT over HTTP', async (_what, query, variables) => {
+    const result = await gw.gql(ADMIN_TOKEN, query, variables);
+    expect(result.errors?.map((error) => error.extensions?.code)).toEqual(['BAD_USER_INPUT']);
+  });
+
+  it('answers conditional subscription root fields on a socket with BAD_USER_INPUT, and keeps the socket and its other subscriptions', async () => {
+    const client = gw.ws(ADMIN_TOKEN);
+    for (const [what, query, variables] of CONDITIONAL_SUBSCRIPTIONS) {
+      const refused = subscribe(client, query, variables);
+      await refused.done;
+      const errors = refused.error as { extensions?: Record<string, unknown> }[] | undefined;
+      expect(Array.isArray(errors) ? errors.map((error) => error.extensions?.code) : refused.error, what).toEqual(['BAD_USER_INPUT']);
+    }
+    const query = subscribe(client, '{ viewer { role } }');
+    await query.done;
+    expect(query.results).toEqual([{ data: { viewer: { role: 'ADMIN' } } }]);
   });
 
   it('answers syntax errors and unknown fields with BAD_USER_INPUT', async () => {

@@ -713,21 +713,24 @@ describe('audit log', () => {
     expect(denied).toMatchObject({ role: 'READER', action: 'viewer', detail: { code: 'RATE_LIMITED', reason: expect.any(String) } });
   });
 
-  it('records a write refused as nested too deeply as DENIED with QUERY_TOO_COMPLEX, as the caller is answered', async () => {
+  it('refuses a value nested deeper than 100 levels (even past the call stack) with BAD_USER_INPUT naming it, and audits that answer', async () => {
     const admin = await newTenant('audit-deep');
     const since = await now();
-    // Deeper than JSON.stringify here, or the gateway's own recursion, would go.
-    const depth = 20_000;
-    const value = `${'['.repeat(depth)}1${']'.repeat(depth)}`;
-    const body = `{"query":${JSON.stringify(SET)},"variables":{"ns":"common","key":"deep","value":${value}}}`;
-    expect(codesOf((await postRaw(gw.url, admin, body)).body)).toEqual(['QUERY_TOO_COMPLEX']);
+    const nested = (depth: number) => `${'['.repeat(depth)}1${']'.repeat(depth)}`;
+    const body = (depth: number, key: string) =>
+      `{"query":${JSON.stringify(SET)},"variables":{"ns":"common","key":"${key}","value":${nested(depth)}}}`;
+    for (const depth of [101, 20_000]) {
+      const answer = (await postRaw(gw.url, admin, body(depth, 'deep'))).body as { errors?: { extensions?: Record<string, unknown> }[] };
+      expect(answer.errors?.map((error) => error.extensions)).toEqual([
+        expect.objectContaining({ code: 'BAD_USER_INPUT', field: 'value', limit: 100 }),
+      ]);
+    }
+    expect(codesOf((await postRaw(gw.url, admin, body(100, 'deep-enough'))).body)).toEqual([]);
+    expect((await gw.ok(admin, 'query { entry(namespace: "common", key: "deep") { version } }')).entry).toBeNull();
     const events = await auditLog(admin, { action: 'setEntry', since });
-    expect(events).toEqual([
-      expect.objectContaining({
-        target: 'common/global/deep',
-        outcome: 'DENIED',
-        detail: { code: 'QUERY_TOO_COMPLEX', reason: expect.any(String) },
-      }),
+    expect(events.filter((event) => event.target === 'common/global/deep')).toEqual([
+      expect.objectContaining({ outcome: 'ALLOWED', detail: { code: 'BAD_USER_INPUT' } }),
+      expect.objectContaining({ outcome: 'ALLOWED', detail: { code: 'BAD_USER_INPUT' } }),
     ]);
   });
 

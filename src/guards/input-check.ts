@@ -31,8 +31,8 @@ interface Site {
   type: GraphQLInputType;
   /** The argument or input field it is the value of (or, inside a JSON value, that holds the JSON). */
   field: string;
-  /** The field to name when the request leaves the variable out and its default holds unstorable text. */
-  byDefault: string | null;
+  /** What to refuse when the request leaves the variable out and its default is unstorable. */
+  byDefault: Finding | null;
 }
 
 /**
@@ -53,41 +53,64 @@ const isPlainObject = (value: unknown): value is Record<string, unknown> => {
 const isContainer = (value: unknown): value is object => Array.isArray(value) || isPlainObject(value);
 
 /**
- * Whether a scalar's value holds text the database cannot store: the string itself, or any key or
- * string inside a JSON value. Iterative, as a JSON variable may be nested deeper than the call stack.
+ * JSON values nested deeper than this are refused: reading one back (serializing, sealing, replaying)
+ * would recurse as deep, and past the call stack a stored value could no longer be read at all.
  */
-function holdsUnstorable(value: unknown): boolean {
-  if (typeof value === 'string') return !isStorableText(value);
-  if (!isContainer(value)) return false;
-  const pending: object[] = [value];
+export const MAX_JSON_DEPTH = 100;
+
+type Problem = 'text' | 'depth';
+
+/**
+ * What makes a scalar's value unstorable: text the database cannot hold (the string itself, or any
+ * key or string inside a JSON value), or JSON nested beyond MAX_JSON_DEPTH; null when nothing.
+ * Iterative, as a JSON variable may be nested deeper than the call stack.
+ */
+function problemIn(value: unknown): Problem | null {
+  if (typeof value === 'string') return isStorableText(value) ? null : 'text';
+  if (!isContainer(value)) return null;
+  const pending: [object, number][] = [[value, 1]];
   for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
-    if (Array.isArray(next)) {
-      for (const item of next as unknown[]) {
+    const [container, depth] = next;
+    if (depth > MAX_JSON_DEPTH) return 'depth';
+    if (Array.isArray(container)) {
+      for (const item of container as unknown[]) {
         if (typeof item === 'string') {
-          if (!isStorableText(item)) return true;
-        } else if (isContainer(item)) pending.push(item);
+          if (!isStorableText(item)) return 'text';
+        } else if (isContainer(item)) pending.push([item, depth + 1]);
       }
     } else {
-      for (const key in next) {
-        if (!isStorableText(key)) return true;
-        const item = (next as Record<string, unknown>)[key];
+      for (const key in container) {
+        if (!isStorableText(key)) return 'text';
+        const item = (container as Record<string, unknown>)[key];
         if (typeof item === 'string') {
-          if (!isStorableText(item)) return true;
-        } else if (isContainer(item)) pending.push(item);
+          if (!isStorableText(item)) return 'text';
+        } else if (isContainer(item)) pending.push([item, depth + 1]);
       }
     }
   }
-  return false;
+  return null;
 }
 
-const unstorable = (field: string) =>
-  new StatehouseError('BAD_USER_INPUT', `${field} must not contain U+0000 or unpaired surrogates`, { field });
+interface Finding {
+  field: string;
+  problem: Problem;
+}
+
+const refusal = ({ field, problem }: Finding) =>
+  new StatehouseError(
+    'BAD_USER_INPUT',
+    problem === 'text'
+      ? `${field} must not contain U+0000 or unpaired surrogates`
+      : `${field} is nested deeper than ${MAX_JSON_DEPTH} levels`,
+    { field, ...(problem === 'depth' ? { limit: MAX_JSON_DEPTH } : {}) },
+  );
 
 /**
  * Refuses text PostgreSQL cannot store — U+0000 and lone UTF-16 surrogates — in any argument, input
  * field or JSON value (keys included) of a root field, as BAD_USER_INPUT naming the innermost
  * argument or input field that holds it. Without this, such text reached the database, which
  * refused it with an error that names no field, or silently stored a lone surrogate as U+FFFD.
+ * JSON nested deeper than MAX_JSON_DEPTH is refused the same way, naming its field.
  *
  * The document's own literals are checked once per parsed document and operation (Yoga reuses the
  * parsed document of a repeated query), which also finds where its variables can carry text; a
@@ -109,8 +132,8 @@ export function useInputCheck(): Plugin {
     return result;
   }
 
-  /** The innermost argument or input field whose value (a variable's, as sent) holds unstorable text. */
-  function unstorableIn(value: unknown, type: GraphQLInputType, field: string): string | null {
+  /** The innermost argument or input field whose value (a variable's, as sent) holds unstorable text or too deep JSON. */
+  function unstorableIn(value: unknown, type: GraphQLInputType, field: string): Finding | null {
     if (value === null || value === undefined) return null;
     if (isNonNullType(type)) type = type.ofType;
     if (isListType(type)) {
@@ -135,7 +158,8 @@ export function useInputCheck(): Plugin {
       return null;
     }
     if (isEnumType(type)) return null;
-    return holdsUnstorable(value) ? field : null;
+    const problem = problemIn(value);
+    return problem ? { field, problem } : null;
   }
 
   function plan(schema: GraphQLSchema, document: DocumentNode, operation: OperationDefinitionNode): Verdict {
@@ -144,7 +168,7 @@ export function useInputCheck(): Plugin {
     const rootFields = rootType.getFields();
     const sites: Site[] = [];
 
-    const defaultFound = (variable: string, type: GraphQLInputType, field: string): string | null => {
+    const defaultFound = (variable: string, type: GraphQLInputType, field: string): Finding | null => {
       const definition = operation.variableDefinitions?.find((candidate) => candidate.variable.name.value === variable);
       if (!definition?.defaultValue) return null;
       const declared = typeFromAST(schema, definition.type);
@@ -153,23 +177,24 @@ export function useInputCheck(): Plugin {
     const addSite = (variable: string, type: GraphQLInputType, field: string) =>
       sites.push({ variable, type, field, byDefault: defaultFound(variable, type, field) });
 
-    /** A literal of a scalar that holds text (String, ID, JSON…): the first unstorable string; its variables become sites. */
-    const scalarLiteral = (node: ValueNode, type: GraphQLScalarType, field: string): string | null => {
+    /** A literal of a scalar that holds text (String, ID, JSON…): the first unstorable string or too deep a value; its variables become sites. */
+    const scalarLiteral = (node: ValueNode, type: GraphQLScalarType, field: string, depth = 0): Finding | null => {
+      if (depth > MAX_JSON_DEPTH) return { field, problem: 'depth' };
       switch (node.kind) {
         case Kind.VARIABLE:
           addSite(node.name.value, type, field);
           return null;
         case Kind.STRING:
-          return isStorableText(node.value) ? null : field;
+          return isStorableText(node.value) ? null : { field, problem: 'text' };
         case Kind.LIST:
           for (const item of node.values) {
-            const found = scalarLiteral(item, type, field);
+            const found = scalarLiteral(item, type, field, depth + 1);
             if (found) return found;
           }
           return null;
         case Kind.OBJECT:
           for (const inner of node.fields) {
-            const found = scalarLiteral(inner.value, type, field);
+            const found = scalarLiteral(inner.value, type, field, depth + 1);
             if (found) return found;
           }
           return null;
@@ -179,7 +204,7 @@ export function useInputCheck(): Plugin {
     };
 
     /** An argument's or input field's literal, walked by its type. */
-    const literal = (node: ValueNode, type: GraphQLInputType, field: string): string | null => {
+    const literal = (node: ValueNode, type: GraphQLInputType, field: string): Finding | null => {
       if (node.kind === Kind.VARIABLE) {
         addSite(node.name.value, type, field);
         return null;
@@ -209,9 +234,9 @@ export function useInputCheck(): Plugin {
     };
 
     const seenFragments = new Set<string>();
-    const collect = (selectionSet: SelectionSetNode): string | null => {
+    const collect = (selectionSet: SelectionSetNode): Finding | null => {
       for (const selection of selectionSet.selections) {
-        let found: string | null = null;
+        let found: Finding | null = null;
         if (selection.kind === Kind.FIELD) {
           const definition = Object.hasOwn(rootFields, selection.name.value) ? rootFields[selection.name.value] : undefined;
           for (const argument of selection.arguments ?? []) {
@@ -236,7 +261,7 @@ export function useInputCheck(): Plugin {
     };
 
     const found = collect(operation.selectionSet);
-    if (found) return unstorable(found);
+    if (found) return refusal(found);
     return sites.length > 0 ? sites : null;
   }
 
@@ -256,7 +281,7 @@ export function useInputCheck(): Plugin {
       const found = Object.hasOwn(variables, site.variable)
         ? unstorableIn(variables[site.variable], site.type, site.field)
         : site.byDefault;
-      if (found) return unstorable(found);
+      if (found) return refusal(found);
     }
     return null;
   }

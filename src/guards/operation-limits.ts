@@ -7,7 +7,10 @@ import {
   type ExecutionResult,
   GraphQLError,
   type GraphQLSchema,
+  Kind,
   NoSchemaIntrospectionCustomRule,
+  type SelectionSetNode,
+  type ValidationContext,
   validate,
   visit,
 } from 'graphql';
@@ -55,6 +58,38 @@ function firstViolation(schema: GraphQLSchema, document: DocumentNode, limits: L
     if (error instanceof GraphQLError) return error;
     throw error;
   }
+}
+
+/**
+ * A subscription's root field may not be conditional (@skip, @include): graphql-js 16 either throws
+ * inside validation (a variable condition) or leaves the subscription no field to run (an internal
+ * error). graphql-js 17 refuses the same.
+ */
+function UnconditionalSubscriptionRule(context: ValidationContext) {
+  const seen = new Set<string>();
+  const check = (selectionSet: SelectionSetNode): void => {
+    for (const selection of selectionSet.selections) {
+      const conditional = selection.directives?.some((directive) => ['skip', 'include'].includes(directive.name.value));
+      if (conditional) {
+        context.reportError(
+          new GraphQLError('The root field of a subscription cannot be conditional (@skip or @include)', {
+            nodes: selection,
+            extensions: { code: 'BAD_USER_INPUT' },
+          }),
+        );
+      } else if (selection.kind === Kind.INLINE_FRAGMENT) check(selection.selectionSet);
+      else if (selection.kind === Kind.FRAGMENT_SPREAD && !seen.has(selection.name.value)) {
+        seen.add(selection.name.value);
+        const fragment = context.getFragment(selection.name.value);
+        if (fragment) check(fragment.selectionSet);
+      }
+    }
+  };
+  return {
+    OperationDefinition(node: { operation: string; selectionSet: SelectionSetNode }) {
+      if (node.operation === 'subscription') check(node.selectionSet);
+    },
+  };
 }
 
 const tooComplex = (error: GraphQLError) => new StatehouseError('QUERY_TOO_COMPLEX', error.message.replace(/^Syntax Error: /, ''));
@@ -113,13 +148,14 @@ export function useOperationLimits(): Plugin<Context> {
   return {
     // graphql-js gives up on a document whose field merging or fragments take too much work to
     // check ("Validation aborted."): a query too complex, not a malformed one.
-    onValidate:
-      () =>
-      ({ result, setResult }) => {
+    onValidate: ({ addValidationRule }) => {
+      addValidationRule(UnconditionalSubscriptionRule);
+      return ({ result, setResult }) => {
         if (result.some((error) => error.message === 'Validation aborted.')) {
           setResult([toGraphQLError(new StatehouseError('QUERY_TOO_COMPLEX', 'The query takes too much work to validate'))]);
         }
-      },
+      };
+    },
     onExecute: guard(false),
     onSubscribe: guard(true),
   };
