@@ -215,22 +215,15 @@ class Member implements AsyncIterableIterator<ExecutionResult> {
   }
 
   private tooSlow(): void {
-    this.finish();
+    this.end(null);
     this.socket.close(SUBSCRIBER_TOO_SLOW, 'Subscriber too slow: too many changes unread');
   }
 
-  /** Ends with `result` (an error) as the last message, or quietly without one. */
+  /** Leaves the group, ending with `result` (an error) as the last message, or quietly without one. */
   end(result: ExecutionResult | null): void {
     if (!this.active) return;
-    if (result) {
-      this.ending = result;
-      this.onLeave();
-      this.wake?.();
-    } else this.finish();
-  }
-
-  private finish(): void {
-    this.done = true;
+    if (result) this.ending = result;
+    else this.done = true;
     this.held = null;
     this.onLeave();
     this.wake?.();
@@ -249,7 +242,7 @@ class Member implements AsyncIterableIterator<ExecutionResult> {
 
   async return(): Promise<IteratorResult<ExecutionResult>> {
     this.ending = null;
-    this.finish();
+    this.end(null);
     return { value: undefined, done: true };
   }
 
