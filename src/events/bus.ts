@@ -37,6 +37,7 @@ export class EventBus {
   private readonly origin = randomUUID();
   private readonly pendingChanges = new Map<string, string>();
   private flushScheduled = false;
+  private sending: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly broadcast: Broadcast | undefined,
@@ -111,9 +112,16 @@ export class EventBus {
     }, NOTIFY_INTERVAL_MS);
   }
 
+  /**
+   * One NOTIFY at a time, in publish order: sent at once, each on whichever pooled connection is free,
+   * two could commit in the other order, and other processes would see insight 6 before insight 5.
+   */
   private send(message: { event: BusEvent; seq?: string }): void {
-    this.broadcast?.(JSON.stringify({ origin: this.origin, ...message })).catch((error: unknown) => {
-      this.logger.warn({ err: error, event: message.event.type }, 'could not notify other gateway processes');
-    });
+    const payload = JSON.stringify({ origin: this.origin, ...message });
+    this.sending = this.sending
+      .then(() => this.broadcast?.(payload))
+      .catch((error: unknown) => {
+        this.logger.warn({ err: error, event: message.event.type }, 'could not notify other gateway processes');
+      });
   }
 }
