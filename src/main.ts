@@ -1,17 +1,29 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
 import { openDatabase } from './db/client.js';
 import { migrate } from './db/migrate.js';
 import { EventBus } from './events/bus.js';
-import { createLogger } from './logger.js';
+import { createLogger, type Logger } from './logger.js';
 import { TokensService } from './modules/tokens/tokens.service.js';
 
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
-  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
-  logger.info({ database: database.kind, dataDir: database.kind === 'pglite' ? config.dataDir : undefined }, 'database opened');
-  await migrate(database);
+  const embedded = config.databaseUrl === undefined;
+  const creating = embedded && !existsSync(join(config.dataDir, 'PG_VERSION'));
+  logger.info(
+    { database: embedded ? 'pglite' : 'postgres', dataDir: embedded ? config.dataDir : undefined },
+    creating ? 'creating the embedded database (first start only; this takes a while)' : 'opening the database',
+  );
+  const database = await withProgress(
+    logger,
+    'still opening the database',
+    openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }),
+  );
+  logger.info('database opened; applying migrations');
+  await withProgress(logger, 'still applying migrations', migrate(database));
   logger.info('migrations applied');
 
   const generated = await new TokensService(database, new EventBus(database.broadcast, logger)).ensureBootstrap(config.adminToken);
@@ -55,6 +67,22 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
 }
+
+/** Long start-up steps say they are still running, so a first start is never silent for long. */
+async function withProgress<T>(logger: Logger, message: string, work: Promise<T>): Promise<T> {
+  const startedAt = Date.now();
+  const timer = setInterval(
+    () => logger.info({ elapsedSeconds: Math.round((Date.now() - startedAt) / 1000) }, message),
+    PROGRESS_INTERVAL_MS,
+  );
+  try {
+    return await work;
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+const PROGRESS_INTERVAL_MS = 3000;
 
 main().catch((error: unknown) => {
   if (error instanceof ConfigError) {

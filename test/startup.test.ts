@@ -73,6 +73,10 @@ describe('npm start', { timeout: 120_000 }, () => {
 
   it('prints a working admin token once, restarts as a no-op, and stops cleanly on SIGTERM', async () => {
     const first = await start(env);
+    // A first start says what takes its time before it is ready.
+    const opening = process.env.TEST_DATABASE_URL ? /opening the database/ : /creating the embedded database \(first start only/;
+    expect(first.output().search(opening), first.output()).toBeGreaterThanOrEqual(0);
+    expect(first.output().search(opening)).toBeLessThan(first.output().search(/applying migrations/));
     const token = /sh_[A-Za-z0-9_-]{43}/.exec(first.output())?.[0];
     expect(token, first.output()).toBeDefined();
     expect(await viewerRole(first.url, token ?? '')).toEqual({ data: { viewer: { role: 'ADMIN', tenant: 'default' } } });
@@ -81,6 +85,7 @@ describe('npm start', { timeout: 120_000 }, () => {
 
     const second = await start(env);
     expect(second.output()).not.toMatch(/sh_[A-Za-z0-9_-]{43}/);
+    expect(second.output()).toMatch(/opening the database/);
     expect(await viewerRole(second.url, token ?? '')).toEqual({ data: { viewer: { role: 'ADMIN', tenant: 'default' } } });
     expect(await stop(second)).toBe(0);
   });
