@@ -1403,7 +1403,7 @@ describe('races and odd values', () => {
     for (const token of [B.reader, B.spy, A.spy]) await refused('FORBIDDEN', token, AUDIT, {});
   });
 
-  it("was a bug: one audited request whose target holds U+0000 or a lone surrogate makes the whole audit batch fail to be written (every tenant's records of those 20 ms): an attacker erases the trail of what it does beside it", async () => {
+  it('writes the audit batch beside a request whose target holds U+0000 or a lone surrogate, so no one can erase the trail of what they do beside it', async () => {
     const evidence: string[] = [];
     for (let round = 0; round < 5; round++) {
       const key = mark('evidence');
@@ -1419,7 +1419,7 @@ describe('races and odd values', () => {
     for (const key of evidence) expect(targets).toContain(`vault/global/${key}`);
   });
 
-  it('was a bug: on PGlite, a commit while another request changes access settings (updateNamespace, createNamespace, grants…) deadlocks the embedded database: both hang, and so does every later request (entries.commit.ts reads the tenant limits inside its transaction, outside the transaction’s connection)', async () => {
+  it('completes a commit while another request changes access settings (updateNamespace, createNamespace, grants…), on PGlite too, where reading the limits outside the transaction deadlocked the embedded database', async () => {
     const own = await startGateway();
     try {
       const answers: unknown[] = [];
@@ -1447,7 +1447,7 @@ describe('races and odd values', () => {
     }
   });
 
-  it('was a bug: a write racing deleteNamespace of its namespace answers INTERNAL_SERVER_ERROR (the foreign key entries_namespace_fk, masked) instead of NOT_FOUND or success', async () => {
+  it('answers a write racing deleteNamespace of its namespace with success or NOT_FOUND, never an internal error', async () => {
     const seen = new Set<string>();
     for (let round = 0; round < 10; round++) {
       const ns = mark('doomed');
@@ -1465,7 +1465,7 @@ describe('races and odd values', () => {
     expect([...seen].filter((code) => !['ok', 'NOT_FOUND'].includes(code))).toEqual([]);
   });
 
-  it('was a bug: a JSON number beyond double range (1e309) is stored as null, deletes the field it patches, or answers INTERNAL_SERVER_ERROR (updateSystemState), instead of BAD_USER_INPUT naming the field', async () => {
+  it('refuses a JSON number beyond double range (1e309) with BAD_USER_INPUT naming the field, instead of storing null or deleting the patched field', async () => {
     const before = await world();
     for (const [query, field] of [
       ['mutation { setEntry(input: { namespace: "common", key: "infinite", value: 1e309 }) { value } }', 'value'],
@@ -1480,7 +1480,7 @@ describe('races and odd values', () => {
     expect(await world()).toEqual(before);
   });
 
-  it('was a bug: a batched HTTP request holding a subscription answers that item with {} — neither data nor an error — instead of an error with a contract code', async () => {
+  it('answers a subscription inside a batched HTTP request with an error carrying a contract code, not an empty {}', async () => {
     const response = await gw.app.fetch('http://localhost/graphql', {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${A.admin}` },

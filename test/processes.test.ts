@@ -670,26 +670,35 @@ describe(`revision order (${backend})`, () => {
 });
 
 // Known limitation (README, Architecture): the watermark is server-wide, so a long transaction in
-// another database holds the feed back until it ends. Kept as the test a better watermark must pass.
-describe.skip('a long transaction elsewhere on the server', () => {
-  it('does not hold back the change feed', async () => {
+// another database holds the feed back until it ends. Kept as the test a better watermark must pass:
+// it.fails turns green the day that limitation is gone, and is then made an ordinary test.
+describe.runIf(backend === 'postgres')('a long transaction elsewhere on the server', () => {
+  it.fails('does not hold back the change feed', async () => {
     const gw = await startGateway();
     const other = postgres(process.env.TEST_DATABASE_URL ?? '', { max: 1, onnotice: () => {} });
     try {
       await gw.createNamespace('elsewhere');
-      // A transaction with an id, left open in another database of the same server.
-      const held = other.begin(async (tx) => {
-        await tx`SELECT pg_current_xact_id()`;
-        await new Promise((resolve) => setTimeout(resolve, 3_000));
+      // A transaction with an id, left open in another database of the same server while we write.
+      let release = () => {};
+      const holding = new Promise<void>((resolve) => {
+        const held = other.begin(async (tx) => {
+          await tx`SELECT pg_current_xact_id()`;
+          resolve();
+          await new Promise<void>((done) => (release = done));
+        });
+        void held.catch(() => {});
       });
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      const { setEntry } = await gw.ok(
-        ADMIN_TOKEN,
-        'mutation { setEntry(input: { namespace: "elsewhere", key: "k", value: 1 }) { revision } }',
-      );
-      const { changes } = await gw.ok(ADMIN_TOKEN, '{ changes(namespace: "elsewhere") { nodes { revision } } }');
-      expect(changes.nodes).toEqual([{ revision: setEntry.revision }]);
-      await held;
+      await holding;
+      try {
+        const { setEntry } = await gw.ok(
+          ADMIN_TOKEN,
+          'mutation { setEntry(input: { namespace: "elsewhere", key: "k", value: 1 }) { revision } }',
+        );
+        const { changes } = await gw.ok(ADMIN_TOKEN, '{ changes(namespace: "elsewhere") { nodes { revision } } }');
+        expect(changes.nodes).toEqual([{ revision: setEntry.revision }]);
+      } finally {
+        release();
+      }
     } finally {
       await other.end();
       await gw.close();
