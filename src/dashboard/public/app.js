@@ -35,9 +35,10 @@ const INSIGHTS = `query Insights($minPriority: Priority, $actedUpon: Boolean) {
 const INSIGHT_ADDED = `subscription InsightAdded($minPriority: Priority) { insightAdded(minPriority: $minPriority) { ${INSIGHT_FIELDS} } }`;
 const MARK_ACTED_UPON = `mutation MarkInsightActedUpon($id: ID!) { markInsightActedUpon(id: $id) { ${INSIGHT_FIELDS} } }`;
 
-const ENTRY_CHANGED = `subscription EntryChanged($afterRevision: Revision) {
-  entryChanged(afterRevision: $afterRevision) { revision op namespace scope key version value at actor }
-}`;
+const CHANGE_FIELDS = 'revision op namespace scope key version value at actor';
+const HEAD = 'query Head { systemOverview { revision } }';
+const LATEST_CHANGES = `query LatestChanges($first: Int!) { latestChanges(first: $first) { ${CHANGE_FIELDS} } }`;
+const ENTRY_CHANGED = `subscription EntryChanged($afterRevision: Revision) { entryChanged(afterRevision: $afterRevision) { ${CHANGE_FIELDS} } }`;
 
 const NAMESPACES = 'query Namespaces { namespaces { name description sensitive openAccess entryCount } }';
 const ENTRIES = `query Entries($namespace: String!, $prefix: String, $after: String) {
@@ -53,9 +54,10 @@ const HISTORY = `query EntryHistory($namespace: String!, $scope: String!, $key: 
 // ── Small helpers ───────────────────────────────────────────────────────────────────────────────────
 
 const TOKEN_KEY = 'statehouse.dashboard.token';
-const FEED_KEY = 'statehouse.dashboard.feed';
 const STATUSES = ['STARTING', 'IDLE', 'BUSY', 'ERROR', 'STOPPED'];
 const PRIORITIES = ['LOW', 'MEDIUM', 'HIGH', 'CRITICAL'];
+/** The feed opens with this many of the latest changes and keeps up to FEED_LENGTH. */
+const FEED_FIRST = 50;
 const FEED_LENGTH = 200;
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -223,7 +225,6 @@ function signOut(message) {
   session?.close();
   session = null;
   sessionStorage.removeItem(TOKEN_KEY);
-  sessionStorage.removeItem(FEED_KEY);
   // Nothing the last token could read stays in the page.
   for (const element of document.querySelectorAll(
     '#dashboard [data-slot], #overview, #metric-summary, #browser .body > *, .panel header .muted, #who',
@@ -275,7 +276,8 @@ function showFailure(slot, error) {
 async function open(token) {
   session?.close();
   // A subscription is registered a moment after its socket connects, and a read may have raced it; so
-  // shortly after every (re)connection the panels read again. The feed needs no such help: it resumes.
+  // shortly after every (re)connection the panels read again. The feed needs no such help: it resumes
+  // after the last revision it showed.
   const api = createApi(token, {
     onStatus: showConnection,
     onConnected: () => setTimeout(() => session?.api === api && session.refreshAll(), 1000),
@@ -733,10 +735,11 @@ function mountInsights(s) {
 // ── Change feed ─────────────────────────────────────────────────────────────────────────────────────
 
 /**
- * The feed resumes where it stopped — after a dropped socket or a reload of the page — with no gap and no
- * duplicate. It remembers the last revision it saw and which keys of that revision it has shown (the
- * changes of one commit share a revision and could be split by a drop), and resubscribes just before that
- * revision, skipping what it already showed.
+ * The feed opens with the latest changes (`latestChanges`), then continues with `entryChanged` after the
+ * newest of them, and after a dropped socket resumes where it stopped: no gap, no duplicate. It remembers
+ * the last revision it saw and which keys of that revision it has shown (the changes of one commit share a
+ * revision and could be split by a drop), and resubscribes just before that revision, skipping what it
+ * already showed.
  */
 function mountFeed(s, { onChange }) {
   const slot = $('#feed [data-slot]');
@@ -744,23 +747,13 @@ function mountFeed(s, { onChange }) {
   const list = h('ol', { class: 'feed' });
   let position = null;
   let shown = 0;
+  let stop = null;
+  let retry;
 
   const idOf = (change) => JSON.stringify([change.namespace, change.scope, change.key]);
-  const save = () => sessionStorage.setItem(FEED_KEY, JSON.stringify({ tenant: s.viewer.tenant, ...position }));
   const label = () => {
-    positionLabel.textContent = `after revision ${position.revision}`;
+    positionLabel.textContent = `live after revision ${position.revision}`;
   };
-
-  function restored() {
-    try {
-      const stored = JSON.parse(sessionStorage.getItem(FEED_KEY) ?? 'null');
-      if (stored?.tenant === s.viewer.tenant && /^\d+$/.test(stored.revision) && Array.isArray(stored.seen))
-        return { revision: stored.revision, seen: stored.seen };
-    } catch {
-      // A position this page cannot read starts the feed afresh.
-    }
-    return null;
-  }
 
   function variables() {
     const { revision, seen } = position;
@@ -773,16 +766,17 @@ function mountFeed(s, { onChange }) {
       slot.append(list);
     }
     shown++;
+    const path = `${change.namespace} / ${change.scope} / ${change.key}`;
     list.prepend(
       h(
         'li',
         { dataset: { revision: change.revision, namespace: change.namespace, key: change.key, op: change.op } },
         h('span', { class: 'revision', title: 'revision' }, change.revision),
         badge(change.op),
-        h('span', { class: 'path' }, h('strong', {}, change.namespace), ` / ${change.scope} / `, h('strong', {}, change.key)),
-        h('span', { class: 'muted' }, `v${change.version}`),
-        valueCell(change.value, change.op),
-        h('span', { class: 'muted actor' }, change.actor ?? ''),
+        h('span', { class: 'path', title: path }, h('strong', {}, change.namespace), ` / ${change.scope} / `, h('strong', {}, change.key)),
+        h('span', { class: 'muted version' }, `v${change.version}`),
+        h('span', { class: 'feed-value' }, valueCell(change.value, change.op)),
+        h('span', { class: 'muted actor', title: change.actor ?? '' }, change.actor ?? ''),
         age(change.at),
       ),
     );
@@ -799,15 +793,13 @@ function mountFeed(s, { onChange }) {
     } else {
       position = { revision: change.revision, seen: [id] };
     }
-    save();
     label();
     show(change);
     onChange(change);
   }
 
-  let stop = null;
-  function start() {
-    stop = s.api.subscribe(ENTRY_CHANGED, variables, receive, async (error) => {
+  function subscribe() {
+    stop = s.api.subscribe(ENTRY_CHANGED, variables, receive, (error) => {
       if (error.code === 'REVISION_COMPACTED' && error.extensions.oldestRevision) {
         slot.prepend(
           h(
@@ -817,38 +809,42 @@ function mountFeed(s, { onChange }) {
           ),
         );
         position = { revision: String(error.extensions.oldestRevision), seen: [] };
-        save();
-        start();
+        subscribe();
       } else if (error.code === 'BAD_USER_INPUT') {
-        // The remembered revision is not of this database (it was replaced): start from its head.
-        await startAtHead();
+        // The revision is not of this database (it was replaced while the page was open): start afresh.
+        list.replaceChildren();
+        shown = 0;
+        void open();
       } else showFailure(slot, error);
     });
   }
-  async function startAtHead() {
+
+  async function open() {
+    let head;
+    let latest;
     try {
-      const { systemOverview } = await s.api.request(OVERVIEW);
-      position = { revision: systemOverview.revision, seen: [] };
+      // The head first: a change after it is either in the list read next or delivered by the subscription.
+      ({
+        systemOverview: { revision: head },
+      } = await s.api.request(HEAD));
+      ({ latestChanges: latest } = await s.api.request(LATEST_CHANGES, { first: FEED_FIRST }));
     } catch (error) {
+      if (error instanceof NetworkFailure) retry = setTimeout(open, 3000);
       return showFailure(slot, error);
     }
-    save();
+    for (const change of [...latest].reverse()) show(change);
+    position = { revision: latest[0]?.revision ?? head, seen: [] };
     label();
-    start();
+    if (shown === 0) showState(slot, 'empty', 'No changes yet. New changes appear here as they happen.');
+    subscribe();
   }
-  s.onDispose(() => stop?.());
+  s.onDispose(() => {
+    clearTimeout(retry);
+    stop?.();
+  });
 
-  showState(slot, 'loading', 'Waiting for changes…');
-  position = restored();
-  if (position) {
-    label();
-    showState(slot, 'empty', `Resumed after revision ${position.revision}; changes since then appear here.`);
-    start();
-  } else {
-    void startAtHead().then(
-      () => shown === 0 && position && showState(slot, 'empty', 'No changes yet. New changes appear here as they happen.'),
-    );
-  }
+  showState(slot, 'loading', 'Loading the latest changes…');
+  void open();
   return {};
 }
 
