@@ -33,6 +33,30 @@ const setEntry = (namespace: string, key: string, value: unknown) =>
 const heartbeat = (token: string, status: string, data?: unknown) => gateway.ok(token, HEARTBEAT, { input: { status, data } });
 const chartPoints = () => page.$eval('#metric-chart', (chart) => Number((chart as HTMLElement).dataset.points));
 const figure = (name: string) => page.textContent(`#metric-summary [data-figure="${name}"] dd`);
+/**
+ * The chart's plot area as drawn on its canvas: for each pixel column, the rows (from the top) where a
+ * series is drawn: opaque pixels darker than the grid (the area fill is translucent, the canvas transparent).
+ */
+const chartPixels = () =>
+  page.$eval('#metric-chart', (chart) => {
+    const canvas = chart.querySelector('canvas');
+    const over = chart.querySelector('.u-over');
+    if (!canvas || !over) throw new Error('no chart');
+    const scale = canvas.width / canvas.getBoundingClientRect().width;
+    const left = Math.round((over.getBoundingClientRect().left - canvas.getBoundingClientRect().left) * scale);
+    const top = Math.round((over.getBoundingClientRect().top - canvas.getBoundingClientRect().top) * scale);
+    const width = Math.round(over.getBoundingClientRect().width * scale);
+    const height = Math.round(over.getBoundingClientRect().height * scale);
+    const pixels = canvas.getContext('2d')?.getImageData(left, top, width, height).data ?? new Uint8ClampedArray();
+    const columns: number[][] = Array.from({ length: width }, () => []);
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        const i = (y * width + x) * 4;
+        if ((pixels[i + 3] ?? 0) > 100 && (pixels[i] ?? 255) < 200) columns[x]?.push(y);
+      }
+    }
+    return { width, height, columns };
+  });
 /** The feed's rows, top to bottom, as "revision namespace/key". */
 const feedRows = () =>
   page.$$eval('#feed li', (rows) =>
@@ -178,7 +202,7 @@ describe('the dashboard, signed in with a READER token', () => {
     expect(await figure('count')).toBe('4');
     const points = await chartPoints();
     const p99 = await figure('p99');
-    // Two minutes back: a bucket of its own in the 15-minute window of 10-second buckets.
+    // Two minutes back: a bucket of its own in the 5-minute window of 5-second buckets.
     await gateway.ok(worker, RECORD_METRICS, {
       metrics: [{ name: 'latency_ms', value: 900, unit: 'ms', at: new Date(Date.now() - 120_000).toISOString() }],
     });
@@ -186,6 +210,76 @@ describe('the dashboard, signed in with a READER token', () => {
     expect(await figure('count')).toBe('5');
     expect(await figure('p99')).not.toBe(p99);
     expect(await page.locator('#metric-chart canvas').count()).toBeGreaterThan(0);
+  });
+
+  it('lists a metric first recorded while the page is open at once, from metricRecorded', async () => {
+    await page.waitForSelector('#metric-name option[value="latency_ms"]', { state: 'attached' });
+    // From now on the page's reads of metric names only know latency_ms: the new name can come from the subscription alone.
+    await page.route('**/graphql', (route) =>
+      route.request().postData()?.includes('query MetricNames')
+        ? route.fulfill({ json: { data: { metricSummary: [{ name: 'latency_ms' }] } } })
+        : route.fallback(),
+    );
+    try {
+      // A point of the chosen metric moves the chart: the page's subscription is listening.
+      const count = Number(await figure('count'));
+      await gateway.ok(worker, RECORD_METRICS, { metrics: [{ name: 'latency_ms', value: 99, unit: 'ms' }] });
+      await page.waitForFunction(
+        (before) => Number(document.querySelector('#metric-summary [data-figure="count"] dd')?.textContent) > before,
+        count,
+      );
+
+      const now = Date.now();
+      await gateway.ok(worker, RECORD_METRICS, {
+        metrics: [
+          { name: 'queue_depth', value: 3, unit: 'jobs', at: new Date(now - 240_000).toISOString() },
+          { name: 'queue_depth', value: 7, unit: 'jobs', at: new Date(now - 240_000).toISOString() },
+          { name: 'queue_depth', value: 8, unit: 'jobs', at: new Date(now - 20_000).toISOString() },
+        ],
+      });
+      await page.waitForSelector('#metric-name option[value="queue_depth"]', { state: 'attached' });
+      expect(await page.$$eval('#metric-name option', (options) => options.map((option) => option.textContent))).toEqual([
+        'latency_ms',
+        'queue_depth',
+      ]);
+    } finally {
+      await page.unroute('**/graphql');
+    }
+  });
+
+  it('charts the last 5 min by default, with gaps where no point fell, the max line inside the plot and values in the legend', async () => {
+    expect(await page.$$eval('#metric-window option', (options) => options.map((option) => option.textContent?.trim()))).toEqual([
+      '5 min',
+      '1 h',
+      '24 h',
+    ]);
+    expect(await page.inputValue('#metric-window')).toBe('300');
+    await page.selectOption('#metric-name', 'queue_depth');
+    // Two buckets hold points: 4 min ago (avg 5, max 7) and 20 s ago (8).
+    await page.waitForSelector('#metric-chart[data-points="2"]');
+    await page.mouse.move(0, 0);
+    /** The legend's values: time, avg, max. */
+    const legend = () => page.$$eval('#metric-chart .u-legend .u-value', (cells) => cells.map((cell) => cell.textContent));
+    // At rest the legend shows the latest bucket with points, never "--".
+    await page.waitForFunction(() => document.querySelector('#metric-chart .u-legend')?.textContent?.includes('8 jobs'));
+    expect((await legend()).slice(1)).toEqual(['8 jobs', '8 jobs']);
+
+    const plot = await chartPixels();
+    const columnsAt = (from: number, to: number) => plot.columns.slice(Math.round(from * plot.width), Math.round(to * plot.width));
+    // Between 4 min and 20 s ago no point fell: no line crosses there.
+    expect(columnsAt(0.3, 0.85).flat(), 'series pixels in the empty stretch').toEqual([]);
+    // The isolated bucket's max (7, above its avg 5) is drawn, and the highest value keeps a margin below the top edge.
+    expect(columnsAt(0.15, 0.25).flat().length).toBeGreaterThan(0);
+    const top = Math.min(...plot.columns.flat());
+    expect(top, 'the highest series pixel, in rows from the top of the plot').toBeGreaterThan(plot.height / 10);
+
+    // Hovering the older bucket shows its figures.
+    const over = await page.locator('#metric-chart .u-over').boundingBox();
+    if (!over) throw new Error('the chart has no plot area');
+    await page.mouse.move(over.x + over.width * 0.2, over.y + over.height / 2);
+    await page.waitForFunction(() => document.querySelector('#metric-chart .u-legend')?.textContent?.includes('5 jobs'));
+    expect((await legend()).slice(1)).toEqual(['5 jobs', '7 jobs']);
+    await page.mouse.move(0, 0);
   });
 
   it('shows error patterns and insights, with no way for a READER to act on them', async () => {

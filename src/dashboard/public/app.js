@@ -22,7 +22,7 @@ const METRIC = `query Metric($name: String!, $since: DateTime!, $bucketSeconds: 
   metricSeries(name: $name, since: $since, bucketSeconds: $bucketSeconds) { at count avg min max }
   metricSummary(name: $name, since: $since) { count avg p50 p95 p99 last unit }
 }`;
-const METRIC_RECORDED = 'subscription MetricRecorded($name: String) { metricRecorded(name: $name) { name value at } }';
+const METRIC_RECORDED = 'subscription MetricRecorded { metricRecorded { name } }';
 
 const ERROR_FIELDS = 'id type fingerprint sampleMessage count firstSeenAt lastSeenAt agentIds';
 const ERRORS = `query ErrorPatterns { errorPatterns { ${ERROR_FIELDS} } }`;
@@ -163,6 +163,29 @@ function debounce(fn, ms) {
     clearTimeout(timer);
     timer = setTimeout(fn, ms);
   };
+}
+
+/**
+ * Runs `fn` at once, then at most once every `ms` while calls keep coming; the last call always leads to a
+ * run. Unlike a debounce, a steady stream of events (a busy fleet) cannot postpone it forever.
+ */
+function throttle(fn, ms) {
+  let timer = null;
+  let pending = false;
+  const run = () => {
+    pending = false;
+    fn();
+    timer = setTimeout(() => {
+      timer = null;
+      if (pending) run();
+    }, ms);
+  };
+  const throttled = () => {
+    if (timer) pending = true;
+    else run();
+  };
+  throttled.cancel = () => clearTimeout(timer);
+  return throttled;
 }
 
 /**
@@ -345,6 +368,7 @@ async function open(token) {
     const now = Date.now();
     for (const time of document.querySelectorAll('time.age')) time.textContent = ago(time.dateTime, now);
     agents.tick(now);
+    metrics.tick();
   });
   return true;
 }
@@ -487,7 +511,38 @@ function mountAgents(s) {
 
 // ── Metrics ─────────────────────────────────────────────────────────────────────────────────────────
 
-const BUCKETS = { 900: 10, 3600: 60, 86400: 900 };
+/** Each window's bucket in seconds: 60 to 96 buckets, so that one point is one visible step. */
+const BUCKETS = { 300: 5, 3600: 60, 86400: 900 };
+const CHART_HEIGHT = 220;
+
+const clockTime = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+const clockMinute = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+/** An axis tick: the minute, with seconds only where the tick has some. */
+const tickTime = (seconds) => (seconds % 60 === 0 ? clockMinute : clockTime).format(seconds * 1000);
+
+/** The index nearest to `idx` whose bucket holds points, so that hovering a gap shows its neighbour's figures. */
+function nearestWithData(values, idx) {
+  if (idx === null || idx === undefined) return null;
+  for (let distance = 0; distance < values.length; distance++) {
+    if (values[idx - distance] != null) return idx - distance;
+    if (values[idx + distance] != null) return idx + distance;
+  }
+  return null;
+}
+
+/** A value alone between empty buckets draws no line: its point marks it. */
+function isolated(u, seriesIdx) {
+  const values = u.data[seriesIdx];
+  return values.flatMap((value, i) => (value != null && values[i - 1] == null && values[i + 1] == null ? [i] : []));
+}
+
+/** The y range: from 0 (or below the lowest negative value) to a margin above the highest, so no line runs along the edge. */
+function valueRange(min, max) {
+  if (min === null || max === null) return [0, 1];
+  const low = Math.min(0, min);
+  const span = max - low || Math.abs(max) || 1;
+  return [low < 0 ? low - span * 0.1 : 0, max + span * 0.15];
+}
 
 function mountMetrics(s) {
   const slot = $('#metrics [data-slot]');
@@ -495,35 +550,82 @@ function mountMetrics(s) {
   const windowSelect = $('#metric-window');
   const chartBox = $('#metric-chart');
   const summaryBox = $('#metric-summary');
+  const names = new Set();
   let plot = null;
-  let range = [0, 1];
-  let stopLive = null;
-  let following;
+  let unit = '';
 
   const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
-  function draw(points) {
-    const data = [points.map((p) => Date.parse(p.at) / 1000), points.map((p) => p.avg), points.map((p) => p.max)];
-    chartBox.dataset.points = String(points.length);
+  const windowRange = () => {
+    const now = s.api.now() / 1000;
+    return [now - Number(windowSelect.value), now];
+  };
+
+  /** Every bucket of the window, null where no point fell: the lines break there instead of bridging the gap. */
+  function buckets(points, bucketSeconds) {
+    const [from, to] = windowRange();
+    const byStart = new Map(points.map((point) => [Date.parse(point.at) / 1000, point]));
+    const data = [[], [], []];
+    for (let at = Math.floor(from / bucketSeconds) * bucketSeconds; at <= to; at += bucketSeconds) {
+      const point = byStart.get(at);
+      data[0].push(at);
+      data[1].push(point?.avg ?? null);
+      data[2].push(point?.max ?? null);
+    }
+    return data;
+  }
+
+  // Without the cursor on the chart the legend shows the latest bucket that holds points.
+  const legendIdx = (u, idx) => idx ?? nearestWithData(u.data[1], u.data[1].length - 1);
+  const legendValue = (u, seriesIdx, idx) => {
+    const value = u.data[seriesIdx][legendIdx(u, idx)];
+    return value == null ? '—' : `${figure.format(value)}${unit}`;
+  };
+  const legendTime = (u, idx) => {
+    const at = u.data[0][legendIdx(u, idx)];
+    return at === undefined ? '—' : clockTime.format(at * 1000);
+  };
+
+  function draw(data) {
     if (plot) return plot.setData(data);
     const axis = { stroke: css('--muted'), grid: { stroke: css('--grid'), width: 1 }, ticks: { stroke: css('--grid'), width: 1 } };
     plot = new window.uPlot(
       {
         width: Math.max(chartBox.clientWidth, 200),
-        height: 220,
-        scales: { x: { time: true, range: () => range } },
+        height: CHART_HEIGHT,
+        scales: { x: { time: true, range: windowRange }, y: { range: (_u, min, max) => valueRange(min, max) } },
         series: [
-          {},
-          { label: 'avg', stroke: css('--accent'), fill: css('--accent-soft'), width: 2, points: { size: 5 } },
-          { label: 'max', stroke: css('--muted'), width: 1, dash: [4, 4], points: { show: false } },
+          { label: 'time', value: (u, _value, _seriesIdx, idx) => legendTime(u, idx) },
+          {
+            label: 'avg',
+            stroke: css('--accent'),
+            fill: css('--accent-soft'),
+            width: 2,
+            spanGaps: false,
+            points: { show: true, size: 5 },
+            value: (u, _value, seriesIdx, idx) => legendValue(u, seriesIdx, idx),
+          },
+          {
+            label: 'max',
+            stroke: css('--muted'),
+            width: 1.5,
+            dash: [4, 4],
+            spanGaps: false,
+            points: { show: true, size: 4, filter: isolated },
+            value: (u, _value, seriesIdx, idx) => legendValue(u, seriesIdx, idx),
+          },
         ],
-        axes: [axis, { ...axis, size: 56 }],
+        axes: [
+          { ...axis, space: 70, values: (_u, ticks) => ticks.map(tickTime) },
+          { ...axis, size: 60, values: (_u, ticks) => ticks.map((tick) => figure.format(tick)) },
+        ],
+        cursor: { dataIdx: (u, _seriesIdx, idx) => nearestWithData(u.data[1], idx) },
         legend: { live: true },
       },
       data,
       chartBox,
     );
   }
-  const resize = new ResizeObserver(() => plot?.setSize({ width: Math.max(chartBox.clientWidth, 200), height: 220 }));
+  const resize = new ResizeObserver(() => plot?.setSize({ width: Math.max(chartBox.clientWidth, 200), height: CHART_HEIGHT }));
   resize.observe(chartBox);
   s.onDispose(() => {
     resize.disconnect();
@@ -534,7 +636,6 @@ function mountMetrics(s) {
 
   function showSummary(summary) {
     const item = (key, label, value) => h('div', { dataset: { figure: key } }, h('dt', {}, label), h('dd', {}, value));
-    const unit = summary?.unit ? ` ${summary.unit}` : '';
     const format = (value) => (summary ? `${figure.format(value)}${unit}` : '—');
     summaryBox.replaceChildren(
       item('count', 'points', summary ? figure.format(summary.count) : '0'),
@@ -549,70 +650,78 @@ function mountMetrics(s) {
   const load = serial(async () => {
     const name = nameSelect.value;
     if (!name) return;
-    const seconds = Number(windowSelect.value);
-    const to = Date.now();
-    const since = new Date(to - seconds * 1000).toISOString();
+    const bucketSeconds = BUCKETS[windowSelect.value];
+    const since = new Date(windowRange()[0] * 1000).toISOString();
     try {
-      const { metricSeries, metricSummary } = await s.api.request(METRIC, { name, since, bucketSeconds: BUCKETS[seconds] });
-      if (name !== nameSelect.value) return;
-      range = [to / 1000 - seconds, to / 1000 + BUCKETS[seconds]];
+      const { metricSeries, metricSummary } = await s.api.request(METRIC, { name, since, bucketSeconds });
+      if (name !== nameSelect.value || bucketSeconds !== BUCKETS[windowSelect.value]) return;
+      unit = metricSummary[0]?.unit ? ` ${metricSummary[0].unit}` : '';
       chartBox.hidden = false;
+      chartBox.dataset.points = String(metricSeries.length);
       showSummary(metricSummary[0]);
-      draw(metricSeries);
+      draw(buckets(metricSeries, bucketSeconds));
       if (metricSeries.length === 0) showState(slot, 'empty', 'No points in this window.');
       else slot.replaceChildren();
     } catch (error) {
       showFailure(slot, error);
     }
   });
-  const loadSoon = debounce(load, 200);
+  const loadSoon = throttle(load, 500);
+  s.onDispose(loadSoon.cancel);
 
-  // Percentiles cannot be updated from one point, so each new point of the chosen metric asks for the
-  // figures again. With no metric yet, any first point fills the list.
-  function follow(name) {
-    if (stopLive && name === following) return;
-    stopLive?.();
-    following = name;
-    stopLive = s.api.subscribe(
-      METRIC_RECORDED,
-      () => ({ name }),
-      name ? loadSoon : refreshSoon,
-      (error) => showFailure(slot, error),
-    );
+  function showNames() {
+    const chosen = nameSelect.value;
+    const list = [...names].sort();
+    nameSelect.replaceChildren(...list.map((name) => h('option', { value: name }, name)));
+    nameSelect.value = list.includes(chosen) ? chosen : (list[0] ?? '');
+    if (list.length > 0) return;
+    chartBox.hidden = true;
+    showSummary(null);
+    showState(slot, 'empty', 'No metrics recorded in the last 24 h. Agents send them with recordMetrics.');
   }
-  s.onDispose(() => stopLive?.());
+
+  // One subscription for every metric: a name not seen before joins the list at once, and a point of the
+  // chosen metric reads its figures again (percentiles cannot be updated from one point).
+  s.live(
+    METRIC_RECORDED,
+    () => ({}),
+    ({ metricRecorded: { name } }) => {
+      if (!names.has(name)) {
+        const first = names.size === 0;
+        names.add(name);
+        showNames();
+        if (first) return void load();
+      }
+      if (name === nameSelect.value) loadSoon();
+    },
+    (error) => showFailure(slot, error),
+  );
 
   const refresh = serial(async () => {
-    let names;
+    let summaries;
     try {
-      ({ metricSummary: names } = await s.api.request(METRIC_NAMES));
+      ({ metricSummary: summaries } = await s.api.request(METRIC_NAMES));
     } catch (error) {
       return showFailure(slot, error);
     }
-    const chosen = nameSelect.value;
-    const list = [...new Set(names.map((summary) => summary.name))].sort();
-    nameSelect.replaceChildren(...list.map((name) => h('option', { value: name }, name)));
-    if (list.length === 0) {
-      chartBox.hidden = true;
-      showSummary(null);
-      follow(null);
-      return showState(slot, 'empty', 'No metrics recorded in the last 24 h. Agents send them with recordMetrics.');
-    }
-    nameSelect.value = list.includes(chosen) ? chosen : list[0];
-    follow(nameSelect.value);
+    for (const summary of summaries) names.add(summary.name);
+    showNames();
     await load();
   });
-  const refreshSoon = debounce(refresh, 200);
-  nameSelect.onchange = () => {
-    follow(nameSelect.value);
-    void load();
-  };
+  nameSelect.onchange = () => void load();
   windowSelect.onchange = () => void load();
   showState(slot, 'loading', 'Loading metrics…');
   void refresh();
-  // The chosen metric is live; every 30 s the window slides on and new metric names join the list.
+  // Points arrive live; every 30 s the figures are read again as the window slides on.
   s.every(30_000, () => document.hidden || refresh());
-  return { refresh };
+  return {
+    refresh,
+    // The chart's window follows the clock between reads.
+    tick: () => {
+      const [min, max] = windowRange();
+      plot?.setScale('x', { min, max });
+    },
+  };
 }
 
 // ── Error patterns ──────────────────────────────────────────────────────────────────────────────────
