@@ -342,6 +342,48 @@ describe('the dashboard, signed in with a READER token', () => {
   });
 });
 
+describe('the dashboard of a tenant whose agents go quiet', () => {
+  it("shows an agent whose last heartbeat is older than the tenant's activeWindowSeconds as inactive, in the table and the tiles", async () => {
+    const { createTenant } = await gateway.ok(ADMIN_TOKEN, 'mutation { createTenant(name: "quiet") { token } }');
+    const admin: string = createTenant.token;
+    await gateway.ok(admin, 'mutation { updateConfig(patch: { activeWindowSeconds: 3 }) }');
+    const { registerAgent } = await gateway.ok(
+      admin,
+      'mutation { registerAgent(input: { id: "crawler-1", name: "Crawler", type: "crawler" }) { token } }',
+    );
+    const { createToken } = await gateway.ok(admin, 'mutation { createToken(input: { name: "wall", role: READER }) { token } }');
+    const context = await browser.newContext();
+    try {
+      const quiet = await context.newPage();
+      await quiet.goto(dashboardUrl);
+      await quiet.fill('#token', createToken.token);
+      await quiet.click('#signin-form button[type=submit]');
+      await quiet.waitForSelector('#connection[data-state="live"]');
+      await heartbeat(registerAgent.token, 'BUSY', { step: 1 });
+
+      // BUSY while its heartbeat is fresh, then, with no other, inactive: its last status is only a note.
+      const row = 'tr[data-agent-id="crawler-1"]';
+      await quiet.waitForSelector(`${row}[data-status="INACTIVE"]`);
+      expect(await quiet.textContent(`${row} td.status`)).toBe('INACTIVE last BUSY');
+      const byStatus = '#overview [data-tile="agentsByStatus"]';
+      await quiet.waitForSelector(`${byStatus} [data-status="INACTIVE"]`);
+      expect(await quiet.textContent(byStatus)).not.toContain('BUSY');
+      expect(await quiet.textContent('#overview [data-tile="activeAgents"] .value')).toBe('0');
+      await quiet.selectOption('#agent-status', 'BUSY');
+      await quiet.waitForSelector('#agents [data-state="empty"]');
+      await quiet.selectOption('#agent-status', 'INACTIVE');
+      await quiet.waitForSelector(row);
+
+      // A heartbeat brings it back.
+      await quiet.selectOption('#agent-status', '');
+      await heartbeat(registerAgent.token, 'IDLE');
+      await quiet.waitForSelector(`${row}[data-status="IDLE"]`);
+    } finally {
+      await context.close();
+    }
+  });
+});
+
 describe('the dashboard, signed in with an ADMIN token', () => {
   it('marks an insight acted upon', async () => {
     const context = await browser.newContext();

@@ -9,8 +9,9 @@ const SESSION = `query DashboardSession {
   config
 }`;
 
+// The agent tiles are counted from the agents panel's list, which knows who went quiet since.
 const OVERVIEW = `query Overview {
-  systemOverview { agentsByStatus activeAgents namespaces entries revision errorsLastHour openInsights }
+  systemOverview { namespaces entries revision errorsLastHour openInsights }
 }`;
 
 const AGENT_FIELDS = 'id name type status active lastHeartbeatAt heartbeat capabilities';
@@ -55,6 +56,8 @@ const HISTORY = `query EntryHistory($namespace: String!, $scope: String!, $key: 
 
 const TOKEN_KEY = 'statehouse.dashboard.token';
 const STATUSES = ['STARTING', 'IDLE', 'BUSY', 'ERROR', 'STOPPED'];
+/** What the page shows for an agent: its reported status while active, else INACTIVE. */
+const AGENT_STATES = [...STATUSES, 'INACTIVE'];
 const PRIORITIES = ['LOW', 'MEDIUM', 'HIGH', 'CRITICAL'];
 /** The feed opens with this many of the latest changes and keeps up to FEED_LENGTH. */
 const FEED_FIRST = 50;
@@ -79,9 +82,12 @@ function h(tag, props = {}, ...children) {
   return element;
 }
 
-function ago(iso, now = Date.now()) {
+/** Now by the gateway's clock (see api.now), which stamped the times shown. */
+const now = () => session?.api.now() ?? Date.now();
+
+function ago(iso, at = now()) {
   if (!iso) return 'never';
-  const seconds = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  const seconds = Math.max(0, Math.round((at - Date.parse(iso)) / 1000));
   if (seconds < 60) return `${seconds} s ago`;
   if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
   if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
@@ -361,13 +367,13 @@ async function open(token) {
     if (before && now.openInsights !== before.openInsights) insights.refresh();
     if (before && (now.namespaces !== before.namespaces || now.entries !== before.entries)) browser.refreshNamespaces();
   });
-  agents.onChange(overview.soon);
+  agents.onChange(overview.showFleet);
   errors.onChange(overview.soon);
   s.refreshAll = () => [overview, agents, metrics, errors, insights, browser].forEach((panel) => panel.refresh());
   s.every(1000, () => {
-    const now = Date.now();
-    for (const time of document.querySelectorAll('time.age')) time.textContent = ago(time.dateTime, now);
-    agents.tick(now);
+    const at = now();
+    for (const time of document.querySelectorAll('time.age')) time.textContent = ago(time.dateTime, at);
+    agents.tick(at);
     metrics.tick();
   });
   return true;
@@ -379,6 +385,7 @@ function mountOverview(s) {
   const root = $('#overview');
   const listeners = [];
   let last = null;
+  let fleet = null;
   const tile = (key, label, value, sub, tone) =>
     h(
       'div',
@@ -388,6 +395,37 @@ function mountOverview(s) {
       sub ? h('span', { class: 'sub' }, sub) : null,
     );
 
+  function render() {
+    if (!last) return;
+    root.setAttribute('aria-busy', 'false');
+    root.replaceChildren(
+      tile(
+        'activeAgents',
+        'Active agents',
+        fleet ? figure.format(fleet.active) : '…',
+        fleet ? `of ${figure.format(fleet.total)} registered` : null,
+      ),
+      h(
+        'div',
+        { class: 'tile statuses', dataset: { tile: 'agentsByStatus' } },
+        h('span', { class: 'label' }, 'Agents by status'),
+        h(
+          'div',
+          { class: 'status-counts' },
+          AGENT_STATES.filter((state) => fleet?.byState[state]).map((state) =>
+            h('span', { dataset: { status: state } }, badge(state), ` ${fleet.byState[state]}`),
+          ),
+          fleet?.total === 0 ? h('span', { class: 'muted' }, 'none yet') : null,
+        ),
+      ),
+      tile('namespaces', 'Namespaces', figure.format(last.namespaces)),
+      tile('entries', 'Entries', figure.format(last.entries)),
+      tile('revision', 'Revision', last.revision),
+      tile('errorsLastHour', 'Errors, last hour', figure.format(last.errorsLastHour), null, last.errorsLastHour > 0 ? 'warn' : null),
+      tile('openInsights', 'Open insights', figure.format(last.openInsights)),
+    );
+  }
+
   const refresh = serial(async () => {
     let overview;
     try {
@@ -396,36 +434,9 @@ function mountOverview(s) {
       if (!last) showFailure(root, error);
       return;
     }
-    const byStatus = overview.agentsByStatus ?? {};
-    const total = Object.values(byStatus).reduce((sum, n) => sum + n, 0);
-    root.setAttribute('aria-busy', 'false');
-    root.replaceChildren(
-      tile('activeAgents', 'Active agents', figure.format(overview.activeAgents), `of ${figure.format(total)} registered`),
-      h(
-        'div',
-        { class: 'tile statuses', dataset: { tile: 'agentsByStatus' } },
-        h('span', { class: 'label' }, 'Agents by status'),
-        h(
-          'div',
-          { class: 'status-counts' },
-          STATUSES.filter((status) => byStatus[status]).map((status) => h('span', {}, badge(status), ` ${byStatus[status]}`)),
-          total === 0 ? h('span', { class: 'muted' }, 'none yet') : null,
-        ),
-      ),
-      tile('namespaces', 'Namespaces', figure.format(overview.namespaces)),
-      tile('entries', 'Entries', figure.format(overview.entries)),
-      tile('revision', 'Revision', overview.revision),
-      tile(
-        'errorsLastHour',
-        'Errors, last hour',
-        figure.format(overview.errorsLastHour),
-        null,
-        overview.errorsLastHour > 0 ? 'warn' : null,
-      ),
-      tile('openInsights', 'Open insights', figure.format(overview.openInsights)),
-    );
     const before = last;
     last = overview;
+    render();
     for (const listener of listeners) listener(overview, before);
   });
 
@@ -436,7 +447,16 @@ function mountOverview(s) {
   const onVisible = () => document.hidden || refresh();
   document.addEventListener('visibilitychange', onVisible);
   s.onDispose(() => document.removeEventListener('visibilitychange', onVisible));
-  return { refresh, soon: debounce(refresh, 300), onChange: (listener) => listeners.push(listener) };
+  return {
+    refresh,
+    soon: debounce(refresh, 300),
+    onChange: (listener) => listeners.push(listener),
+    /** The agent tiles: `counts` as the agents panel counts them. */
+    showFleet: (counts) => {
+      fleet = counts;
+      render();
+    },
+  };
 }
 
 // ── Agents ──────────────────────────────────────────────────────────────────────────────────────────
@@ -447,13 +467,32 @@ function mountAgents(s) {
   const statusFilter = $('#agent-status');
   const agents = new Map();
   const listeners = [];
+  /** Each agent's state as last drawn, to notice when one goes quiet. */
+  let drawn = '';
 
-  statusFilter.replaceChildren(h('option', { value: '' }, 'all'), ...STATUSES.map((status) => h('option', { value: status }, status)));
+  statusFilter.replaceChildren(h('option', { value: '' }, 'all'), ...AGENT_STATES.map((state) => h('option', { value: state }, state)));
   typeFilter.replaceChildren(h('option', { value: '' }, 'all'));
-  const isActive = (agent, now = Date.now()) =>
-    agent.lastHeartbeatAt !== null && now - Date.parse(agent.lastHeartbeatAt) <= s.activeWindowSeconds * 1000;
+  // `active` is the gateway's word when the agent was read; it lapses once the last heartbeat is older than
+  // the tenant's activeWindowSeconds, by the gateway's clock, until a heartbeat brings the agent back.
+  const stateOf = (agent, at = now()) =>
+    agent.active && agent.lastHeartbeatAt !== null && at - Date.parse(agent.lastHeartbeatAt) <= s.activeWindowSeconds * 1000
+      ? agent.status
+      : 'INACTIVE';
+  const states = (at) => [...agents.values()].map((agent) => `${agent.id}\u0000${stateOf(agent, at)}`).join('\u0001');
+
+  function counts(at) {
+    const byState = {};
+    for (const agent of agents.values()) {
+      const state = stateOf(agent, at);
+      byState[state] = (byState[state] ?? 0) + 1;
+    }
+    return { byState, total: agents.size, active: agents.size - (byState.INACTIVE ?? 0) };
+  }
 
   function render() {
+    const at = now();
+    drawn = states(at);
+    for (const listener of listeners) listener(counts(at));
     const types = [...new Set([...agents.values()].map((agent) => agent.type))].sort();
     const chosenType = typeFilter.value;
     typeFilter.replaceChildren(h('option', { value: '' }, 'all'), ...types.map((type) => h('option', { value: type }, type)));
@@ -461,17 +500,26 @@ function mountAgents(s) {
     if (agents.size === 0) return showState(slot, 'empty', 'No agents registered yet. registerAgent adds one.');
     const shown = [...agents.values()]
       .filter(
-        (agent) => (!typeFilter.value || agent.type === typeFilter.value) && (!statusFilter.value || agent.status === statusFilter.value),
+        (agent) =>
+          (!typeFilter.value || agent.type === typeFilter.value) && (!statusFilter.value || stateOf(agent, at) === statusFilter.value),
       )
       .sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
     if (shown.length === 0) return showState(slot, 'empty', 'No agent matches these filters.');
-    const rows = shown.map((agent) =>
-      h(
+    const rows = shown.map((agent) => {
+      const state = stateOf(agent, at);
+      return h(
         'tr',
-        { class: isActive(agent) ? '' : 'inactive', dataset: { agentId: agent.id, status: agent.status } },
+        { class: state === 'INACTIVE' ? 'inactive' : '', dataset: { agentId: agent.id, status: state } },
         h('td', {}, h('strong', {}, agent.name), agent.name !== agent.id ? h('span', { class: 'muted id' }, agent.id) : null),
         h('td', {}, agent.type),
-        h('td', {}, badge(agent.status)),
+        h(
+          'td',
+          { class: 'status' },
+          badge(state),
+          state === 'INACTIVE'
+            ? h('span', { class: 'muted last-status', title: 'The status of its last heartbeat' }, ` last ${agent.status}`)
+            : null,
+        ),
         h('td', { class: 'heartbeat', title: agent.heartbeat === null ? '' : compact(agent.heartbeat, 2000) }, age(agent.lastHeartbeatAt)),
         h(
           'td',
@@ -480,8 +528,8 @@ function mountAgents(s) {
             ? agent.capabilities.map((capability) => h('span', { class: 'chip' }, capability))
             : h('span', { class: 'muted' }, '—'),
         ),
-      ),
-    );
+      );
+    });
     slot.replaceChildren(table(['Agent', 'Type', 'Status', 'Last heartbeat', 'Capabilities'], rows));
   }
   typeFilter.onchange = render;
@@ -495,16 +543,13 @@ function mountAgents(s) {
     subscription: AGENT_CHANGED,
     event: (data) => data.agentChanged,
     render,
-    onEvent: () => listeners.forEach((listener) => listener()),
   });
   return {
     refresh,
     onChange: (listener) => listeners.push(listener),
-    tick: (now) => {
-      for (const row of slot.querySelectorAll('tr[data-agent-id]')) {
-        const agent = agents.get(row.dataset.agentId);
-        if (agent) row.classList.toggle('inactive', !isActive(agent, now));
-      }
+    /** Redraws when an agent's heartbeat has aged out of the window. */
+    tick: (at) => {
+      if (drawn && states(at) !== drawn) render();
     },
   };
 }
