@@ -5,7 +5,7 @@ import { join } from 'node:path';
  * gateway: it signs in with a READER token and must show what that token may see, live, and nothing more.
  */
 import { mkdirSync } from 'node:fs';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, type Gateway, startGateway } from './support/gateway.js';
 
@@ -16,6 +16,8 @@ const SECRET = 'vault-secret-Zq81xK';
 // The README's screenshot; refreshed with UPDATE_SCREENSHOT=1 so that ordinary runs leave the checkout clean.
 const SCREENSHOT = process.env.UPDATE_SCREENSHOT ? 'docs/dashboard.png' : join(tmpdir(), `statehouse-dashboard-${process.pid}.png`);
 
+const NARROW_SCREENSHOT = join(tmpdir(), `statehouse-dashboard-420-${process.pid}.png`);
+
 let gateway: Gateway;
 let browser: Browser;
 let page: Page;
@@ -25,6 +27,14 @@ let planner: string;
 let reader: string;
 let orderRevision: string;
 let vaultRevision: string;
+/** A page of `context` (a browser profile of its own: its own sessionStorage), signed in with `token`. */
+async function signIn(context: BrowserContext, token: string): Promise<Page> {
+  const signedIn = await context.newPage();
+  await signedIn.goto(dashboardUrl);
+  await signedIn.fill('#token', token);
+  await signedIn.click('#signin-form button[type=submit]');
+  return signedIn;
+}
 /** Errors the page logged or threw (a CSP violation is one). */
 const pageErrors: string[] = [];
 
@@ -342,11 +352,42 @@ describe('the dashboard, signed in with a READER token', () => {
   });
 });
 
+describe('the dashboard at 420 px wide', () => {
+  it('keeps the header on screen, and gives every feed row one height, a long value cut short and whole in its title', async () => {
+    const long = { note: 'a long value '.repeat(40) };
+    await setEntry('orders', 'order-long', long);
+    const context = await browser.newContext({ viewport: { width: 420, height: 900 } });
+    try {
+      const narrow = await signIn(context, reader);
+      await narrow.waitForSelector('#feed li[data-key="order-long"]');
+      await narrow.waitForSelector('#agents tr[data-agent-id]');
+
+      const signOut = await narrow.locator('#sign-out').boundingBox();
+      expect(signOut?.x).toBeGreaterThanOrEqual(0);
+      expect((signOut?.x ?? Infinity) + (signOut?.width ?? 0)).toBeLessThanOrEqual(420);
+      expect(await narrow.evaluate(() => document.documentElement.scrollWidth), 'the page scrolls sideways').toBe(420);
+
+      const heights = await narrow.$$eval('#feed li', (rows) => rows.map((row) => row.getBoundingClientRect().height));
+      expect(heights.length).toBeGreaterThan(3);
+      expect(new Set(heights), `row heights ${heights}`).toEqual(new Set([heights[0]]));
+      const value = await narrow.$eval('#feed li[data-key="order-long"] .feed-value', (cell) => ({
+        cut: cell.scrollWidth > cell.clientWidth,
+        ending: getComputedStyle(cell).textOverflow,
+        title: cell.querySelector('[title]')?.getAttribute('title'),
+      }));
+      expect(value).toEqual({ cut: true, ending: 'ellipsis', title: JSON.stringify(long) });
+      await narrow.screenshot({ path: NARROW_SCREENSHOT, fullPage: true });
+    } finally {
+      await context.close();
+    }
+  });
+});
+
 describe('the dashboard of a tenant whose agents go quiet', () => {
   it("shows an agent whose last heartbeat is older than the tenant's activeWindowSeconds as inactive, in the table and the tiles", async () => {
     const { createTenant } = await gateway.ok(ADMIN_TOKEN, 'mutation { createTenant(name: "quiet") { token } }');
     const admin: string = createTenant.token;
-    await gateway.ok(admin, 'mutation { updateConfig(patch: { activeWindowSeconds: 3 }) }');
+    await gateway.ok(admin, 'mutation { updateConfig(patch: { activeWindowSeconds: 5 }) }');
     const { registerAgent } = await gateway.ok(
       admin,
       'mutation { registerAgent(input: { id: "crawler-1", name: "Crawler", type: "crawler" }) { token } }',
@@ -354,15 +395,14 @@ describe('the dashboard of a tenant whose agents go quiet', () => {
     const { createToken } = await gateway.ok(admin, 'mutation { createToken(input: { name: "wall", role: READER }) { token } }');
     const context = await browser.newContext();
     try {
-      const quiet = await context.newPage();
-      await quiet.goto(dashboardUrl);
-      await quiet.fill('#token', createToken.token);
-      await quiet.click('#signin-form button[type=submit]');
-      await quiet.waitForSelector('#connection[data-state="live"]');
-      await heartbeat(registerAgent.token, 'BUSY', { step: 1 });
-
-      // BUSY while its heartbeat is fresh, then, with no other, inactive: its last status is only a note.
+      const quiet = await signIn(context, createToken.token);
+      // Registered, never heard from: inactive from the start.
       const row = 'tr[data-agent-id="crawler-1"]';
+      await quiet.waitForSelector(`${row}[data-status="INACTIVE"]`);
+      expect(await quiet.textContent(`${row} td.status`)).toBe('INACTIVE');
+      // BUSY while its heartbeat is fresh, then, with no other, inactive: its last status is only a note.
+      await heartbeat(registerAgent.token, 'BUSY', { step: 1 });
+      await quiet.waitForSelector(`${row}[data-status="BUSY"]`);
       await quiet.waitForSelector(`${row}[data-status="INACTIVE"]`);
       expect(await quiet.textContent(`${row} td.status`)).toBe('INACTIVE last BUSY');
       const byStatus = '#overview [data-tile="agentsByStatus"]';
@@ -388,10 +428,7 @@ describe('the dashboard, signed in with an ADMIN token', () => {
   it('marks an insight acted upon', async () => {
     const context = await browser.newContext();
     try {
-      const admin = await context.newPage();
-      await admin.goto(dashboardUrl);
-      await admin.fill('#token', ADMIN_TOKEN);
-      await admin.click('#signin-form button[type=submit]');
+      const admin = await signIn(context, ADMIN_TOKEN);
       await admin.click('#insights li[data-priority="HIGH"] button');
       await admin.waitForSelector('#insights li[data-priority="HIGH"]', { state: 'detached' });
       const { insights } = await gateway.ok(reader, '{ insights { type actedUpon } }');

@@ -516,7 +516,7 @@ function mountAgents(s) {
           'td',
           { class: 'status' },
           badge(state),
-          state === 'INACTIVE'
+          state === 'INACTIVE' && agent.lastHeartbeatAt !== null
             ? h('span', { class: 'muted last-status', title: 'The status of its last heartbeat' }, ` last ${agent.status}`)
             : null,
         ),
