@@ -447,9 +447,11 @@ function mountOverview(s) {
   const onVisible = () => document.hidden || refresh();
   document.addEventListener('visibilitychange', onVisible);
   s.onDispose(() => document.removeEventListener('visibilitychange', onVisible));
+  const soon = throttle(refresh, 1000);
+  s.onDispose(soon.cancel);
   return {
     refresh,
-    soon: debounce(refresh, 300),
+    soon,
     onChange: (listener) => listeners.push(listener),
     /** The agent tiles: `counts` as the agents panel counts them. */
     showFleet: (counts) => {
@@ -1166,8 +1168,10 @@ function mountBrowser(s) {
   }
 
   // The open namespace and entry follow the feed.
-  const reloadEntries = debounce(() => current && !entriesBody.querySelector('.more') && loadEntries(), 300);
-  const reloadHistory = debounce(() => current && entry && loadHistory(), 300);
+  const reloadEntries = throttle(() => current && !entriesBody.querySelector('.more') && loadEntries(), 500);
+  const reloadHistory = throttle(() => current && entry && loadHistory(), 500);
+  s.onDispose(reloadEntries.cancel);
+  s.onDispose(reloadHistory.cancel);
 
   showState(nav, 'loading', 'Loading namespaces…');
   showState(entriesBox, 'empty', 'Choose a namespace.');
