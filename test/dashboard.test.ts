@@ -334,6 +334,15 @@ describe('the dashboard, signed in with a READER token', () => {
     expect(await page.textContent('#entry-history')).toContain('feed-marker-one');
 
     await page.waitForSelector('#agents tr[data-agent-id]');
+    // For the screenshot, a working fleet's latency: a point every 5 s for the last 4 minutes.
+    const series = Array.from({ length: 48 }, (_, i) => ({
+      name: 'latency_ms',
+      value: Math.round(110 + 35 * Math.sin(i / 4) + (i % 7) * 6),
+      unit: 'ms',
+      at: new Date(Date.now() - (i + 1) * 5_000).toISOString(),
+    }));
+    await gateway.ok(worker, RECORD_METRICS, { metrics: series });
+    await page.waitForFunction(() => Number(document.querySelector<HTMLElement>('#metric-chart')?.dataset.points) > 40);
     mkdirSync('docs', { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     expect(pageErrors).toEqual([]);
