@@ -366,6 +366,43 @@ describe('changes', () => {
     expect(await allChanges(agent, { namespace: ns }, 50)).toEqual(onePage.nodes);
   });
 
+  it('lists the newest changes the caller may read, newest first, continued by changes after the newest', async () => {
+    const { ns, agent } = await namespaceWithAgent('latest');
+    const hidden = fresh('latest-hidden');
+    await gw.createNamespace(hidden);
+    await setEntry(agent, { namespace: ns, key: 'a', value: 1 });
+    await setEntry(agent, { namespace: ns, key: 'b', value: 2 });
+    // One commit: three changes sharing a revision, told apart by key.
+    const operations = ['x', 'y', 'z'].map((key) => ({ set: { namespace: ns, key, value: key } }));
+    await ok(agent, 'mutation($input: CommitInput!) { commit(input: $input) { revision } }', { input: { operations } });
+    await setEntry(ADMIN_TOKEN, { namespace: hidden, key: 'secret', value: 'not for this agent' });
+    const everything = await allChanges(agent, {});
+    const latest = async (token: string, args: Record<string, unknown>): Promise<ChangeView[]> =>
+      (await ok(token, `query($ns: String, $first: Int) { latestChanges(namespace: $ns, first: $first) { ${CHANGE} } }`, args))
+        .latestChanges;
+
+    expect(await latest(agent, { first: 4 })).toEqual(everything.slice(-4).reverse());
+    expect(await latest(agent, { ns, first: 2 })).toEqual(everything.slice(-2).reverse());
+    expect((await latest(agent, {})).map((change) => change.namespace)).not.toContain(hidden);
+    const adminView = await latest(ADMIN_TOKEN, { first: 1000 });
+    expect(adminView.map((change) => change.namespace)).toContain(hidden);
+    // Numeric order, also across revisions that gained a digit (the test above, on a fresh database).
+    expect(adminView.map((change) => BigInt(change.revision))).toEqual(
+      adminView.map((change) => BigInt(change.revision)).sort((a, b) => (a < b ? 1 : a > b ? -1 : 0)),
+    );
+
+    // Nothing comes after the newest: changes(afterRevision:) from it is empty until the next write.
+    const [newest] = await latest(agent, { first: 1 });
+    expect(await allChanges(agent, { afterRevision: newest?.revision })).toEqual([]);
+    const next = await setEntry(agent, { namespace: ns, key: 'c', value: 3 });
+    expect((await allChanges(agent, { afterRevision: newest?.revision })).map((change) => change.revision)).toEqual([next.revision]);
+
+    await fails(agent, 'query($ns: String) { latestChanges(namespace: $ns) { key } }', { ns: hidden }, 'FORBIDDEN');
+    for (const first of [0, 1001]) {
+      await fails(agent, 'query($first: Int) { latestChanges(first: $first) { key } }', { first }, 'BAD_USER_INPUT', { field: 'first' });
+    }
+  });
+
   it('refuses a malformed afterRevision, cursor or page size as BAD_USER_INPUT', async () => {
     const { ns, agent } = await namespaceWithAgent('changes-bad');
     await setEntry(agent, { namespace: ns, key: 'k', value: 1 });

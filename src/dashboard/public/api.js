@@ -23,9 +23,26 @@ const RETRY_MS = [500, 1_000, 2_000, 4_000, 8_000, 15_000];
  */
 export function createApi(token, { onStatus = () => {}, onConnected = () => {} } = {}) {
   const authorization = `Bearer ${token}`;
+  // How far the gateway's clock is ahead of this browser's, so that ages ("12 s ago") and activity windows
+  // are measured with the clock that stamped the times. Each answer's Date header (whole seconds) bounds it;
+  // the bounds of successive answers narrow it down, and start afresh when they disagree (a clock was set).
+  let offsetBounds = null;
+  let clockOffset = 0;
+  function learnClock(response, sentAt, receivedAt) {
+    const serverDate = Date.parse(response.headers.get('date') ?? '');
+    if (!Number.isFinite(serverDate)) return;
+    const low = serverDate - receivedAt;
+    const high = serverDate + 1_000 - sentAt;
+    offsetBounds =
+      offsetBounds && low <= offsetBounds[1] && high >= offsetBounds[0]
+        ? [Math.max(low, offsetBounds[0]), Math.min(high, offsetBounds[1])]
+        : [low, high];
+    clockOffset = (offsetBounds[0] + offsetBounds[1]) / 2;
+  }
 
   async function request(query, variables = {}) {
     let response;
+    const sentAt = Date.now();
     try {
       response = await fetch('/graphql', {
         method: 'POST',
@@ -35,6 +52,7 @@ export function createApi(token, { onStatus = () => {}, onConnected = () => {} }
     } catch {
       throw new NetworkFailure('The gateway cannot be reached');
     }
+    learnClock(response, sentAt, Date.now());
     const body = await response.json().catch(() => null);
     if (!body) throw new NetworkFailure(`The gateway answered ${response.status}`);
     if (body.errors?.length) throw new GraphQLFailure(body.errors);
@@ -126,5 +144,5 @@ export function createApi(token, { onStatus = () => {}, onConnected = () => {} }
     };
   }
 
-  return { request, subscribe, close: () => client.dispose() };
+  return { request, subscribe, now: () => Date.now() + clockOffset, close: () => client.dispose() };
 }

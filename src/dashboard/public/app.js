@@ -9,8 +9,9 @@ const SESSION = `query DashboardSession {
   config
 }`;
 
+// The agent tiles are counted from the agents panel's list, which knows who went quiet since.
 const OVERVIEW = `query Overview {
-  systemOverview { agentsByStatus activeAgents namespaces entries revision errorsLastHour openInsights }
+  systemOverview { namespaces entries revision errorsLastHour openInsights }
 }`;
 
 const AGENT_FIELDS = 'id name type status active lastHeartbeatAt heartbeat capabilities';
@@ -22,7 +23,7 @@ const METRIC = `query Metric($name: String!, $since: DateTime!, $bucketSeconds: 
   metricSeries(name: $name, since: $since, bucketSeconds: $bucketSeconds) { at count avg min max }
   metricSummary(name: $name, since: $since) { count avg p50 p95 p99 last unit }
 }`;
-const METRIC_RECORDED = 'subscription MetricRecorded($name: String) { metricRecorded(name: $name) { name value at } }';
+const METRIC_RECORDED = 'subscription MetricRecorded { metricRecorded { name } }';
 
 const ERROR_FIELDS = 'id type fingerprint sampleMessage count firstSeenAt lastSeenAt agentIds';
 const ERRORS = `query ErrorPatterns { errorPatterns { ${ERROR_FIELDS} } }`;
@@ -35,9 +36,10 @@ const INSIGHTS = `query Insights($minPriority: Priority, $actedUpon: Boolean) {
 const INSIGHT_ADDED = `subscription InsightAdded($minPriority: Priority) { insightAdded(minPriority: $minPriority) { ${INSIGHT_FIELDS} } }`;
 const MARK_ACTED_UPON = `mutation MarkInsightActedUpon($id: ID!) { markInsightActedUpon(id: $id) { ${INSIGHT_FIELDS} } }`;
 
-const ENTRY_CHANGED = `subscription EntryChanged($afterRevision: Revision) {
-  entryChanged(afterRevision: $afterRevision) { revision op namespace scope key version value at actor }
-}`;
+const CHANGE_FIELDS = 'revision op namespace scope key version value at actor';
+const HEAD = 'query Head { systemOverview { revision } }';
+const LATEST_CHANGES = `query LatestChanges($first: Int!) { latestChanges(first: $first) { ${CHANGE_FIELDS} } }`;
+const ENTRY_CHANGED = `subscription EntryChanged($afterRevision: Revision) { entryChanged(afterRevision: $afterRevision) { ${CHANGE_FIELDS} } }`;
 
 const NAMESPACES = 'query Namespaces { namespaces { name description sensitive openAccess entryCount } }';
 const ENTRIES = `query Entries($namespace: String!, $prefix: String, $after: String) {
@@ -53,9 +55,12 @@ const HISTORY = `query EntryHistory($namespace: String!, $scope: String!, $key: 
 // ── Small helpers ───────────────────────────────────────────────────────────────────────────────────
 
 const TOKEN_KEY = 'statehouse.dashboard.token';
-const FEED_KEY = 'statehouse.dashboard.feed';
 const STATUSES = ['STARTING', 'IDLE', 'BUSY', 'ERROR', 'STOPPED'];
+/** What the page shows for an agent: its reported status while active, else INACTIVE. */
+const AGENT_STATES = [...STATUSES, 'INACTIVE'];
 const PRIORITIES = ['LOW', 'MEDIUM', 'HIGH', 'CRITICAL'];
+/** The feed opens with this many of the latest changes and keeps up to FEED_LENGTH. */
+const FEED_FIRST = 50;
 const FEED_LENGTH = 200;
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -77,9 +82,12 @@ function h(tag, props = {}, ...children) {
   return element;
 }
 
-function ago(iso, now = Date.now()) {
+/** Now by the gateway's clock (see api.now), which stamped the times shown. */
+const now = () => session?.api.now() ?? Date.now();
+
+function ago(iso, at = now()) {
   if (!iso) return 'never';
-  const seconds = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  const seconds = Math.max(0, Math.round((at - Date.parse(iso)) / 1000));
   if (seconds < 60) return `${seconds} s ago`;
   if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
   if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
@@ -164,6 +172,29 @@ function debounce(fn, ms) {
 }
 
 /**
+ * Runs `fn` at once, then at most once every `ms` while calls keep coming; the last call always leads to a
+ * run. Unlike a debounce, a steady stream of events (a busy fleet) cannot postpone it forever.
+ */
+function throttle(fn, ms) {
+  let timer = null;
+  let pending = false;
+  const run = () => {
+    pending = false;
+    fn();
+    timer = setTimeout(() => {
+      timer = null;
+      if (pending) run();
+    }, ms);
+  };
+  const throttled = () => {
+    if (timer) pending = true;
+    else run();
+  };
+  throttled.cancel = () => clearTimeout(timer);
+  return throttled;
+}
+
+/**
  * A list kept current: `items` (by id) is read with `query`, then each `subscription` event replaces its
  * item. The subscription starts first, so a change made during the read is not lost; many events a second
  * are drawn once a frame.
@@ -223,7 +254,6 @@ function signOut(message) {
   session?.close();
   session = null;
   sessionStorage.removeItem(TOKEN_KEY);
-  sessionStorage.removeItem(FEED_KEY);
   // Nothing the last token could read stays in the page.
   for (const element of document.querySelectorAll(
     '#dashboard [data-slot], #overview, #metric-summary, #browser .body > *, .panel header .muted, #who',
@@ -275,7 +305,8 @@ function showFailure(slot, error) {
 async function open(token) {
   session?.close();
   // A subscription is registered a moment after its socket connects, and a read may have raced it; so
-  // shortly after every (re)connection the panels read again. The feed needs no such help: it resumes.
+  // shortly after every (re)connection the panels read again. The feed needs no such help: it resumes
+  // after the last revision it showed.
   const api = createApi(token, {
     onStatus: showConnection,
     onConnected: () => setTimeout(() => session?.api === api && session.refreshAll(), 1000),
@@ -336,13 +367,14 @@ async function open(token) {
     if (before && now.openInsights !== before.openInsights) insights.refresh();
     if (before && (now.namespaces !== before.namespaces || now.entries !== before.entries)) browser.refreshNamespaces();
   });
-  agents.onChange(overview.soon);
+  agents.onChange(overview.showFleet);
   errors.onChange(overview.soon);
   s.refreshAll = () => [overview, agents, metrics, errors, insights, browser].forEach((panel) => panel.refresh());
   s.every(1000, () => {
-    const now = Date.now();
-    for (const time of document.querySelectorAll('time.age')) time.textContent = ago(time.dateTime, now);
-    agents.tick(now);
+    const at = now();
+    for (const time of document.querySelectorAll('time.age')) time.textContent = ago(time.dateTime, at);
+    agents.tick(at);
+    metrics.tick();
   });
   return true;
 }
@@ -353,6 +385,7 @@ function mountOverview(s) {
   const root = $('#overview');
   const listeners = [];
   let last = null;
+  let fleet = null;
   const tile = (key, label, value, sub, tone) =>
     h(
       'div',
@@ -362,6 +395,37 @@ function mountOverview(s) {
       sub ? h('span', { class: 'sub' }, sub) : null,
     );
 
+  function render() {
+    if (!last) return;
+    root.setAttribute('aria-busy', 'false');
+    root.replaceChildren(
+      tile(
+        'activeAgents',
+        'Active agents',
+        fleet ? figure.format(fleet.active) : '…',
+        fleet ? `of ${figure.format(fleet.total)} registered` : null,
+      ),
+      h(
+        'div',
+        { class: 'tile statuses', dataset: { tile: 'agentsByStatus' } },
+        h('span', { class: 'label' }, 'Agents by status'),
+        h(
+          'div',
+          { class: 'status-counts' },
+          AGENT_STATES.filter((state) => fleet?.byState[state]).map((state) =>
+            h('span', { dataset: { status: state } }, badge(state), ` ${fleet.byState[state]}`),
+          ),
+          fleet?.total === 0 ? h('span', { class: 'muted' }, 'none yet') : null,
+        ),
+      ),
+      tile('namespaces', 'Namespaces', figure.format(last.namespaces)),
+      tile('entries', 'Entries', figure.format(last.entries)),
+      tile('revision', 'Revision', last.revision),
+      tile('errorsLastHour', 'Errors, last hour', figure.format(last.errorsLastHour), null, last.errorsLastHour > 0 ? 'warn' : null),
+      tile('openInsights', 'Open insights', figure.format(last.openInsights)),
+    );
+  }
+
   const refresh = serial(async () => {
     let overview;
     try {
@@ -370,36 +434,9 @@ function mountOverview(s) {
       if (!last) showFailure(root, error);
       return;
     }
-    const byStatus = overview.agentsByStatus ?? {};
-    const total = Object.values(byStatus).reduce((sum, n) => sum + n, 0);
-    root.setAttribute('aria-busy', 'false');
-    root.replaceChildren(
-      tile('activeAgents', 'Active agents', figure.format(overview.activeAgents), `of ${figure.format(total)} registered`),
-      h(
-        'div',
-        { class: 'tile statuses', dataset: { tile: 'agentsByStatus' } },
-        h('span', { class: 'label' }, 'Agents by status'),
-        h(
-          'div',
-          { class: 'status-counts' },
-          STATUSES.filter((status) => byStatus[status]).map((status) => h('span', {}, badge(status), ` ${byStatus[status]}`)),
-          total === 0 ? h('span', { class: 'muted' }, 'none yet') : null,
-        ),
-      ),
-      tile('namespaces', 'Namespaces', figure.format(overview.namespaces)),
-      tile('entries', 'Entries', figure.format(overview.entries)),
-      tile('revision', 'Revision', overview.revision),
-      tile(
-        'errorsLastHour',
-        'Errors, last hour',
-        figure.format(overview.errorsLastHour),
-        null,
-        overview.errorsLastHour > 0 ? 'warn' : null,
-      ),
-      tile('openInsights', 'Open insights', figure.format(overview.openInsights)),
-    );
     const before = last;
     last = overview;
+    render();
     for (const listener of listeners) listener(overview, before);
   });
 
@@ -410,7 +447,18 @@ function mountOverview(s) {
   const onVisible = () => document.hidden || refresh();
   document.addEventListener('visibilitychange', onVisible);
   s.onDispose(() => document.removeEventListener('visibilitychange', onVisible));
-  return { refresh, soon: debounce(refresh, 300), onChange: (listener) => listeners.push(listener) };
+  const soon = throttle(refresh, 1000);
+  s.onDispose(soon.cancel);
+  return {
+    refresh,
+    soon,
+    onChange: (listener) => listeners.push(listener),
+    /** The agent tiles: `counts` as the agents panel counts them. */
+    showFleet: (counts) => {
+      fleet = counts;
+      render();
+    },
+  };
 }
 
 // ── Agents ──────────────────────────────────────────────────────────────────────────────────────────
@@ -421,13 +469,32 @@ function mountAgents(s) {
   const statusFilter = $('#agent-status');
   const agents = new Map();
   const listeners = [];
+  /** Each agent's state as last drawn, to notice when one goes quiet. */
+  let drawn = '';
 
-  statusFilter.replaceChildren(h('option', { value: '' }, 'all'), ...STATUSES.map((status) => h('option', { value: status }, status)));
+  statusFilter.replaceChildren(h('option', { value: '' }, 'all'), ...AGENT_STATES.map((state) => h('option', { value: state }, state)));
   typeFilter.replaceChildren(h('option', { value: '' }, 'all'));
-  const isActive = (agent, now = Date.now()) =>
-    agent.lastHeartbeatAt !== null && now - Date.parse(agent.lastHeartbeatAt) <= s.activeWindowSeconds * 1000;
+  // `active` is the gateway's word when the agent was read; it lapses once the last heartbeat is older than
+  // the tenant's activeWindowSeconds, by the gateway's clock, until a heartbeat brings the agent back.
+  const stateOf = (agent, at = now()) =>
+    agent.active && agent.lastHeartbeatAt !== null && at - Date.parse(agent.lastHeartbeatAt) <= s.activeWindowSeconds * 1000
+      ? agent.status
+      : 'INACTIVE';
+  const states = (at) => [...agents.values()].map((agent) => `${agent.id}\u0000${stateOf(agent, at)}`).join('\u0001');
+
+  function counts(at) {
+    const byState = {};
+    for (const agent of agents.values()) {
+      const state = stateOf(agent, at);
+      byState[state] = (byState[state] ?? 0) + 1;
+    }
+    return { byState, total: agents.size, active: agents.size - (byState.INACTIVE ?? 0) };
+  }
 
   function render() {
+    const at = now();
+    drawn = states(at);
+    for (const listener of listeners) listener(counts(at));
     const types = [...new Set([...agents.values()].map((agent) => agent.type))].sort();
     const chosenType = typeFilter.value;
     typeFilter.replaceChildren(h('option', { value: '' }, 'all'), ...types.map((type) => h('option', { value: type }, type)));
@@ -435,17 +502,26 @@ function mountAgents(s) {
     if (agents.size === 0) return showState(slot, 'empty', 'No agents registered yet. registerAgent adds one.');
     const shown = [...agents.values()]
       .filter(
-        (agent) => (!typeFilter.value || agent.type === typeFilter.value) && (!statusFilter.value || agent.status === statusFilter.value),
+        (agent) =>
+          (!typeFilter.value || agent.type === typeFilter.value) && (!statusFilter.value || stateOf(agent, at) === statusFilter.value),
       )
       .sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
     if (shown.length === 0) return showState(slot, 'empty', 'No agent matches these filters.');
-    const rows = shown.map((agent) =>
-      h(
+    const rows = shown.map((agent) => {
+      const state = stateOf(agent, at);
+      return h(
         'tr',
-        { class: isActive(agent) ? '' : 'inactive', dataset: { agentId: agent.id, status: agent.status } },
+        { class: state === 'INACTIVE' ? 'inactive' : '', dataset: { agentId: agent.id, status: state } },
         h('td', {}, h('strong', {}, agent.name), agent.name !== agent.id ? h('span', { class: 'muted id' }, agent.id) : null),
         h('td', {}, agent.type),
-        h('td', {}, badge(agent.status)),
+        h(
+          'td',
+          { class: 'status' },
+          badge(state),
+          state === 'INACTIVE' && agent.lastHeartbeatAt !== null
+            ? h('span', { class: 'muted last-status', title: 'The status of its last heartbeat' }, ` last ${agent.status}`)
+            : null,
+        ),
         h('td', { class: 'heartbeat', title: agent.heartbeat === null ? '' : compact(agent.heartbeat, 2000) }, age(agent.lastHeartbeatAt)),
         h(
           'td',
@@ -454,8 +530,8 @@ function mountAgents(s) {
             ? agent.capabilities.map((capability) => h('span', { class: 'chip' }, capability))
             : h('span', { class: 'muted' }, '—'),
         ),
-      ),
-    );
+      );
+    });
     slot.replaceChildren(table(['Agent', 'Type', 'Status', 'Last heartbeat', 'Capabilities'], rows));
   }
   typeFilter.onchange = render;
@@ -469,23 +545,51 @@ function mountAgents(s) {
     subscription: AGENT_CHANGED,
     event: (data) => data.agentChanged,
     render,
-    onEvent: () => listeners.forEach((listener) => listener()),
   });
   return {
     refresh,
     onChange: (listener) => listeners.push(listener),
-    tick: (now) => {
-      for (const row of slot.querySelectorAll('tr[data-agent-id]')) {
-        const agent = agents.get(row.dataset.agentId);
-        if (agent) row.classList.toggle('inactive', !isActive(agent, now));
-      }
+    /** Redraws when an agent's heartbeat has aged out of the window. */
+    tick: (at) => {
+      if (drawn && states(at) !== drawn) render();
     },
   };
 }
 
 // ── Metrics ─────────────────────────────────────────────────────────────────────────────────────────
 
-const BUCKETS = { 900: 10, 3600: 60, 86400: 900 };
+/** Each window's bucket in seconds: 60 to 96 buckets, so that one point is one visible step. */
+const BUCKETS = { 300: 5, 3600: 60, 86400: 900 };
+const CHART_HEIGHT = 220;
+
+const clockTime = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+const clockMinute = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+/** An axis tick: the minute, with seconds only where the tick has some. */
+const tickTime = (seconds) => (seconds % 60 === 0 ? clockMinute : clockTime).format(seconds * 1000);
+
+/** The index nearest to `idx` whose bucket holds points, so that hovering a gap shows its neighbour's figures. */
+function nearestWithData(values, idx) {
+  if (idx === null || idx === undefined) return null;
+  for (let distance = 0; distance < values.length; distance++) {
+    if (values[idx - distance] != null) return idx - distance;
+    if (values[idx + distance] != null) return idx + distance;
+  }
+  return null;
+}
+
+/** A value alone between empty buckets draws no line: its point marks it. */
+function isolated(u, seriesIdx) {
+  const values = u.data[seriesIdx];
+  return values.flatMap((value, i) => (value != null && values[i - 1] == null && values[i + 1] == null ? [i] : []));
+}
+
+/** The y range: from 0 (or below the lowest negative value) to a margin above the highest, so no line runs along the edge. */
+function valueRange(min, max) {
+  if (min === null || max === null) return [0, 1];
+  const low = Math.min(0, min);
+  const span = max - low || Math.abs(max) || 1;
+  return [low < 0 ? low - span * 0.1 : 0, max + span * 0.15];
+}
 
 function mountMetrics(s) {
   const slot = $('#metrics [data-slot]');
@@ -493,35 +597,82 @@ function mountMetrics(s) {
   const windowSelect = $('#metric-window');
   const chartBox = $('#metric-chart');
   const summaryBox = $('#metric-summary');
+  const names = new Set();
   let plot = null;
-  let range = [0, 1];
-  let stopLive = null;
-  let following;
+  let unit = '';
 
   const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
-  function draw(points) {
-    const data = [points.map((p) => Date.parse(p.at) / 1000), points.map((p) => p.avg), points.map((p) => p.max)];
-    chartBox.dataset.points = String(points.length);
+  const windowRange = () => {
+    const now = s.api.now() / 1000;
+    return [now - Number(windowSelect.value), now];
+  };
+
+  /** Every bucket of the window, null where no point fell: the lines break there instead of bridging the gap. */
+  function buckets(points, bucketSeconds) {
+    const [from, to] = windowRange();
+    const byStart = new Map(points.map((point) => [Date.parse(point.at) / 1000, point]));
+    const data = [[], [], []];
+    for (let at = Math.floor(from / bucketSeconds) * bucketSeconds; at <= to; at += bucketSeconds) {
+      const point = byStart.get(at);
+      data[0].push(at);
+      data[1].push(point?.avg ?? null);
+      data[2].push(point?.max ?? null);
+    }
+    return data;
+  }
+
+  // Without the cursor on the chart the legend shows the latest bucket that holds points.
+  const legendIdx = (u, idx) => idx ?? nearestWithData(u.data[1], u.data[1].length - 1);
+  const legendValue = (u, seriesIdx, idx) => {
+    const value = u.data[seriesIdx][legendIdx(u, idx)];
+    return value == null ? '—' : `${figure.format(value)}${unit}`;
+  };
+  const legendTime = (u, idx) => {
+    const at = u.data[0][legendIdx(u, idx)];
+    return at === undefined ? '—' : clockTime.format(at * 1000);
+  };
+
+  function draw(data) {
     if (plot) return plot.setData(data);
     const axis = { stroke: css('--muted'), grid: { stroke: css('--grid'), width: 1 }, ticks: { stroke: css('--grid'), width: 1 } };
     plot = new window.uPlot(
       {
         width: Math.max(chartBox.clientWidth, 200),
-        height: 220,
-        scales: { x: { time: true, range: () => range } },
+        height: CHART_HEIGHT,
+        scales: { x: { time: true, range: windowRange }, y: { range: (_u, min, max) => valueRange(min, max) } },
         series: [
-          {},
-          { label: 'avg', stroke: css('--accent'), fill: css('--accent-soft'), width: 2, points: { size: 5 } },
-          { label: 'max', stroke: css('--muted'), width: 1, dash: [4, 4], points: { show: false } },
+          { label: 'time', value: (u, _value, _seriesIdx, idx) => legendTime(u, idx) },
+          {
+            label: 'avg',
+            stroke: css('--accent'),
+            fill: css('--accent-soft'),
+            width: 2,
+            spanGaps: false,
+            points: { show: true, size: 5 },
+            value: (u, _value, seriesIdx, idx) => legendValue(u, seriesIdx, idx),
+          },
+          {
+            label: 'max',
+            stroke: css('--muted'),
+            width: 1.5,
+            dash: [4, 4],
+            spanGaps: false,
+            points: { show: true, size: 4, filter: isolated },
+            value: (u, _value, seriesIdx, idx) => legendValue(u, seriesIdx, idx),
+          },
         ],
-        axes: [axis, { ...axis, size: 56 }],
+        axes: [
+          { ...axis, space: 70, values: (_u, ticks) => ticks.map(tickTime) },
+          { ...axis, size: 60, values: (_u, ticks) => ticks.map((tick) => figure.format(tick)) },
+        ],
+        cursor: { dataIdx: (u, _seriesIdx, idx) => nearestWithData(u.data[1], idx) },
         legend: { live: true },
       },
       data,
       chartBox,
     );
   }
-  const resize = new ResizeObserver(() => plot?.setSize({ width: Math.max(chartBox.clientWidth, 200), height: 220 }));
+  const resize = new ResizeObserver(() => plot?.setSize({ width: Math.max(chartBox.clientWidth, 200), height: CHART_HEIGHT }));
   resize.observe(chartBox);
   s.onDispose(() => {
     resize.disconnect();
@@ -532,7 +683,6 @@ function mountMetrics(s) {
 
   function showSummary(summary) {
     const item = (key, label, value) => h('div', { dataset: { figure: key } }, h('dt', {}, label), h('dd', {}, value));
-    const unit = summary?.unit ? ` ${summary.unit}` : '';
     const format = (value) => (summary ? `${figure.format(value)}${unit}` : '—');
     summaryBox.replaceChildren(
       item('count', 'points', summary ? figure.format(summary.count) : '0'),
@@ -547,70 +697,78 @@ function mountMetrics(s) {
   const load = serial(async () => {
     const name = nameSelect.value;
     if (!name) return;
-    const seconds = Number(windowSelect.value);
-    const to = Date.now();
-    const since = new Date(to - seconds * 1000).toISOString();
+    const bucketSeconds = BUCKETS[windowSelect.value];
+    const since = new Date(windowRange()[0] * 1000).toISOString();
     try {
-      const { metricSeries, metricSummary } = await s.api.request(METRIC, { name, since, bucketSeconds: BUCKETS[seconds] });
-      if (name !== nameSelect.value) return;
-      range = [to / 1000 - seconds, to / 1000 + BUCKETS[seconds]];
+      const { metricSeries, metricSummary } = await s.api.request(METRIC, { name, since, bucketSeconds });
+      if (name !== nameSelect.value || bucketSeconds !== BUCKETS[windowSelect.value]) return;
+      unit = metricSummary[0]?.unit ? ` ${metricSummary[0].unit}` : '';
       chartBox.hidden = false;
+      chartBox.dataset.points = String(metricSeries.length);
       showSummary(metricSummary[0]);
-      draw(metricSeries);
+      draw(buckets(metricSeries, bucketSeconds));
       if (metricSeries.length === 0) showState(slot, 'empty', 'No points in this window.');
       else slot.replaceChildren();
     } catch (error) {
       showFailure(slot, error);
     }
   });
-  const loadSoon = debounce(load, 200);
+  const loadSoon = throttle(load, 500);
+  s.onDispose(loadSoon.cancel);
 
-  // Percentiles cannot be updated from one point, so each new point of the chosen metric asks for the
-  // figures again. With no metric yet, any first point fills the list.
-  function follow(name) {
-    if (stopLive && name === following) return;
-    stopLive?.();
-    following = name;
-    stopLive = s.api.subscribe(
-      METRIC_RECORDED,
-      () => ({ name }),
-      name ? loadSoon : refreshSoon,
-      (error) => showFailure(slot, error),
-    );
+  function showNames() {
+    const chosen = nameSelect.value;
+    const list = [...names].sort();
+    nameSelect.replaceChildren(...list.map((name) => h('option', { value: name }, name)));
+    nameSelect.value = list.includes(chosen) ? chosen : (list[0] ?? '');
+    if (list.length > 0) return;
+    chartBox.hidden = true;
+    showSummary(null);
+    showState(slot, 'empty', 'No metrics recorded in the last 24 h. Agents send them with recordMetrics.');
   }
-  s.onDispose(() => stopLive?.());
+
+  // One subscription for every metric: a name not seen before joins the list at once, and a point of the
+  // chosen metric reads its figures again (percentiles cannot be updated from one point).
+  s.live(
+    METRIC_RECORDED,
+    () => ({}),
+    ({ metricRecorded: { name } }) => {
+      if (!names.has(name)) {
+        const first = names.size === 0;
+        names.add(name);
+        showNames();
+        if (first) return void load();
+      }
+      if (name === nameSelect.value) loadSoon();
+    },
+    (error) => showFailure(slot, error),
+  );
 
   const refresh = serial(async () => {
-    let names;
+    let summaries;
     try {
-      ({ metricSummary: names } = await s.api.request(METRIC_NAMES));
+      ({ metricSummary: summaries } = await s.api.request(METRIC_NAMES));
     } catch (error) {
       return showFailure(slot, error);
     }
-    const chosen = nameSelect.value;
-    const list = [...new Set(names.map((summary) => summary.name))].sort();
-    nameSelect.replaceChildren(...list.map((name) => h('option', { value: name }, name)));
-    if (list.length === 0) {
-      chartBox.hidden = true;
-      showSummary(null);
-      follow(null);
-      return showState(slot, 'empty', 'No metrics recorded in the last 24 h. Agents send them with recordMetrics.');
-    }
-    nameSelect.value = list.includes(chosen) ? chosen : list[0];
-    follow(nameSelect.value);
+    for (const summary of summaries) names.add(summary.name);
+    showNames();
     await load();
   });
-  const refreshSoon = debounce(refresh, 200);
-  nameSelect.onchange = () => {
-    follow(nameSelect.value);
-    void load();
-  };
+  nameSelect.onchange = () => void load();
   windowSelect.onchange = () => void load();
   showState(slot, 'loading', 'Loading metrics…');
   void refresh();
-  // The chosen metric is live; every 30 s the window slides on and new metric names join the list.
+  // Points arrive live; every 30 s the figures are read again as the window slides on.
   s.every(30_000, () => document.hidden || refresh());
-  return { refresh };
+  return {
+    refresh,
+    // The chart's window follows the clock between reads.
+    tick: () => {
+      const [min, max] = windowRange();
+      plot?.setScale('x', { min, max });
+    },
+  };
 }
 
 // ── Error patterns ──────────────────────────────────────────────────────────────────────────────────
@@ -733,10 +891,11 @@ function mountInsights(s) {
 // ── Change feed ─────────────────────────────────────────────────────────────────────────────────────
 
 /**
- * The feed resumes where it stopped — after a dropped socket or a reload of the page — with no gap and no
- * duplicate. It remembers the last revision it saw and which keys of that revision it has shown (the
- * changes of one commit share a revision and could be split by a drop), and resubscribes just before that
- * revision, skipping what it already showed.
+ * The feed opens with the latest changes (`latestChanges`), then continues with `entryChanged` after the
+ * newest of them, and after a dropped socket resumes where it stopped: no gap, no duplicate. It remembers
+ * the last revision it saw and which keys of that revision it has shown (the changes of one commit share a
+ * revision and could be split by a drop), and resubscribes just before that revision, skipping what it
+ * already showed.
  */
 function mountFeed(s, { onChange }) {
   const slot = $('#feed [data-slot]');
@@ -744,23 +903,13 @@ function mountFeed(s, { onChange }) {
   const list = h('ol', { class: 'feed' });
   let position = null;
   let shown = 0;
+  let stop = null;
+  let retry;
 
   const idOf = (change) => JSON.stringify([change.namespace, change.scope, change.key]);
-  const save = () => sessionStorage.setItem(FEED_KEY, JSON.stringify({ tenant: s.viewer.tenant, ...position }));
   const label = () => {
-    positionLabel.textContent = `after revision ${position.revision}`;
+    positionLabel.textContent = `live after revision ${position.revision}`;
   };
-
-  function restored() {
-    try {
-      const stored = JSON.parse(sessionStorage.getItem(FEED_KEY) ?? 'null');
-      if (stored?.tenant === s.viewer.tenant && /^\d+$/.test(stored.revision) && Array.isArray(stored.seen))
-        return { revision: stored.revision, seen: stored.seen };
-    } catch {
-      // A position this page cannot read starts the feed afresh.
-    }
-    return null;
-  }
 
   function variables() {
     const { revision, seen } = position;
@@ -773,16 +922,17 @@ function mountFeed(s, { onChange }) {
       slot.append(list);
     }
     shown++;
+    const path = `${change.namespace} / ${change.scope} / ${change.key}`;
     list.prepend(
       h(
         'li',
         { dataset: { revision: change.revision, namespace: change.namespace, key: change.key, op: change.op } },
         h('span', { class: 'revision', title: 'revision' }, change.revision),
         badge(change.op),
-        h('span', { class: 'path' }, h('strong', {}, change.namespace), ` / ${change.scope} / `, h('strong', {}, change.key)),
-        h('span', { class: 'muted' }, `v${change.version}`),
-        valueCell(change.value, change.op),
-        h('span', { class: 'muted actor' }, change.actor ?? ''),
+        h('span', { class: 'path', title: path }, h('strong', {}, change.namespace), ` / ${change.scope} / `, h('strong', {}, change.key)),
+        h('span', { class: 'muted version' }, `v${change.version}`),
+        h('span', { class: 'feed-value' }, valueCell(change.value, change.op)),
+        h('span', { class: 'muted actor', title: change.actor ?? '' }, change.actor ?? ''),
         age(change.at),
       ),
     );
@@ -799,15 +949,13 @@ function mountFeed(s, { onChange }) {
     } else {
       position = { revision: change.revision, seen: [id] };
     }
-    save();
     label();
     show(change);
     onChange(change);
   }
 
-  let stop = null;
-  function start() {
-    stop = s.api.subscribe(ENTRY_CHANGED, variables, receive, async (error) => {
+  function subscribe() {
+    stop = s.api.subscribe(ENTRY_CHANGED, variables, receive, (error) => {
       if (error.code === 'REVISION_COMPACTED' && error.extensions.oldestRevision) {
         slot.prepend(
           h(
@@ -817,38 +965,42 @@ function mountFeed(s, { onChange }) {
           ),
         );
         position = { revision: String(error.extensions.oldestRevision), seen: [] };
-        save();
-        start();
+        subscribe();
       } else if (error.code === 'BAD_USER_INPUT') {
-        // The remembered revision is not of this database (it was replaced): start from its head.
-        await startAtHead();
+        // The revision is not of this database (it was replaced while the page was open): start afresh.
+        list.replaceChildren();
+        shown = 0;
+        void open();
       } else showFailure(slot, error);
     });
   }
-  async function startAtHead() {
+
+  async function open() {
+    let head;
+    let latest;
     try {
-      const { systemOverview } = await s.api.request(OVERVIEW);
-      position = { revision: systemOverview.revision, seen: [] };
+      // The head first: a change after it is either in the list read next or delivered by the subscription.
+      ({
+        systemOverview: { revision: head },
+      } = await s.api.request(HEAD));
+      ({ latestChanges: latest } = await s.api.request(LATEST_CHANGES, { first: FEED_FIRST }));
     } catch (error) {
+      if (error instanceof NetworkFailure) retry = setTimeout(open, 3000);
       return showFailure(slot, error);
     }
-    save();
+    for (const change of [...latest].reverse()) show(change);
+    position = { revision: latest[0]?.revision ?? head, seen: [] };
     label();
-    start();
+    if (shown === 0) showState(slot, 'empty', 'No changes yet. New changes appear here as they happen.');
+    subscribe();
   }
-  s.onDispose(() => stop?.());
+  s.onDispose(() => {
+    clearTimeout(retry);
+    stop?.();
+  });
 
-  showState(slot, 'loading', 'Waiting for changes…');
-  position = restored();
-  if (position) {
-    label();
-    showState(slot, 'empty', `Resumed after revision ${position.revision}; changes since then appear here.`);
-    start();
-  } else {
-    void startAtHead().then(
-      () => shown === 0 && position && showState(slot, 'empty', 'No changes yet. New changes appear here as they happen.'),
-    );
-  }
+  showState(slot, 'loading', 'Loading the latest changes…');
+  void open();
   return {};
 }
 
@@ -1016,8 +1168,10 @@ function mountBrowser(s) {
   }
 
   // The open namespace and entry follow the feed.
-  const reloadEntries = debounce(() => current && !entriesBody.querySelector('.more') && loadEntries(), 300);
-  const reloadHistory = debounce(() => current && entry && loadHistory(), 300);
+  const reloadEntries = throttle(() => current && !entriesBody.querySelector('.more') && loadEntries(), 500);
+  const reloadHistory = throttle(() => current && entry && loadHistory(), 500);
+  s.onDispose(reloadEntries.cancel);
+  s.onDispose(reloadHistory.cancel);
 
   showState(nav, 'loading', 'Loading namespaces…');
   showState(entriesBox, 'empty', 'Choose a namespace.');

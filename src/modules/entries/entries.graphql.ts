@@ -26,6 +26,14 @@ async function opened(context: Context, row: StoredValue) {
   return context.services.entries.open(principal.tenantId, row);
 }
 
+/** What a read of the change log covers: the namespace asked for, else an agent's reachable ones, else (admins, readers) all. */
+async function changeLogNamespaces(context: Context, args: { namespace?: string | null }): Promise<string[] | null> {
+  if (args.namespace) return [args.namespace];
+  const principal = principalOf(context);
+  if (principal.role !== 'AGENT') return null;
+  return (await context.services.access.reachable(principal)).map((access) => access.namespace);
+}
+
 const ChangeOp = builder.enumType('ChangeOp', { values: ['SET', 'DELETE', 'EXPIRE'] as const });
 
 export const EntryRef = builder.objectRef<Entry>('Entry').implement({
@@ -236,15 +244,23 @@ builder.queryFields((t) => ({
       after: t.arg.string(),
     },
     authScopes: (_root, args) => (args.namespace ? { namespaceRead: args.namespace } : { authenticated: true }),
-    resolve: async (_root, args, context) => {
-      const principal = principalOf(context);
-      const namespaces = args.namespace
-        ? [args.namespace]
-        : principal.role === 'AGENT'
-          ? (await context.services.access.reachable(principal)).map((access) => access.namespace)
-          : null;
-      return context.services.entries.changes(principal.tenantId, { ...args, namespaces });
+    resolve: async (_root, args, context) =>
+      context.services.entries.changes(principalOf(context).tenantId, { ...args, namespaces: await changeLogNamespaces(context, args) }),
+  }),
+  latestChanges: t.field({
+    type: [EntryChangeRef],
+    description:
+      'The newest changes the caller may read, newest first (first ≤ 1000). entryChanged(afterRevision: the revision of the first of them) continues them with no gap and no duplicate',
+    args: {
+      namespace: t.arg.string(),
+      first: t.arg.int({ defaultValue: 100 }),
     },
+    authScopes: (_root, args) => (args.namespace ? { namespaceRead: args.namespace } : { authenticated: true }),
+    resolve: async (_root, args, context) =>
+      context.services.entries.latestChanges(principalOf(context).tenantId, {
+        first: args.first,
+        namespaces: await changeLogNamespaces(context, args),
+      }),
   }),
 }));
 

@@ -533,7 +533,7 @@ export class EntriesService {
     tenantId: string,
     options: { after: LogPosition; namespaces: readonly string[] | null; upTo?: LogPosition; limit: number },
   ): Promise<{ changes: EntryChange[]; watermark: string }> {
-    const filter = options.namespaces === null ? sql`true` : sql`namespace = ANY(${sql.param([...options.namespaces])}::text[])`;
+    const filter = inNamespaces(options.namespaces);
     const upTo = options.upTo === undefined ? sql`true` : positionCondition('<=', options.upTo);
     const rows = await this.database.rows<ChangeRow & { watermark: string }>(sql`
       WITH w AS (SELECT ${WATERMARK} AS watermark)
@@ -551,6 +551,22 @@ export class EntriesService {
     const [row] = await this.database.rows<{ revision: string | null }>(sql`
       SELECT max(revision)::text AS revision FROM changes WHERE tenant_id = ${tenantId} AND revision < ${WATERMARK}`);
     return row?.revision ?? '0';
+  }
+
+  /**
+   * The newest `first` changes of `namespaces` (null: all), newest first. Read below the watermark as
+   * `changes` is, so a feed that resumes after the newest of them (`entryChanged(afterRevision:)`)
+   * continues the list with no gap and no duplicate.
+   */
+  async latestChanges(tenantId: string, input: { namespaces: readonly string[] | null; first?: number | null }): Promise<EntryChange[]> {
+    const first = checkFirst(input.first ?? 100);
+    await this.awaitCommitted(tenantId);
+    // Ordered by the table's columns: a bare `revision` would be the text one of CHANGE_COLUMNS.
+    const rows = await this.database.rows<ChangeRow>(sql`
+      SELECT ${CHANGE_COLUMNS} FROM changes
+      WHERE tenant_id = ${tenantId} AND revision < ${WATERMARK} AND ${inNamespaces(input.namespaces)}
+      ORDER BY changes.revision DESC, changes.namespace DESC, changes.scope DESC, changes.key DESC LIMIT ${first}`);
+    return rows.map(toChange);
   }
 
   async changes(
@@ -579,6 +595,9 @@ export class EntriesService {
     };
   }
 }
+
+const inNamespaces = (namespaces: readonly string[] | null): SQL =>
+  namespaces === null ? sql`true` : sql`namespace = ANY(${sql.param([...namespaces])}::text[])`;
 
 class NotANumber extends Error {}
 
