@@ -41,6 +41,7 @@ import { PortabilityService } from './modules/portability/portability.service.js
 import { SystemService } from './modules/system/system.service.js';
 import { ConfigService, MAX_VALUE_BYTES_SETTING } from './modules/tenants/config.service.js';
 import { TokensService } from './modules/tokens/tokens.service.js';
+import { useGraphiQL } from './transport/graphiql.js';
 
 export interface AppOptions {
   database: DatabaseHandle;
@@ -201,19 +202,12 @@ export async function buildApp(options: AppOptions): Promise<App> {
     // useRequestLimits enforces the body limit per tenant. Yoga's own would pipe every body through a
     // TransformStream even when Content-Length already says its size: a fifth of a request's CPU.
     maxRequestBodySize: false,
-    graphiql:
-      options.graphiql === false
-        ? false
-        : {
-            title: 'Statehouse',
-            // SSE carries the Authorization header set in GraphiQL's Headers tab; a socket would not.
-            subscriptionsProtocol: 'SSE',
-            defaultQuery:
-              '# Set the header {"Authorization": "Bearer <token>"} below, then:\n{\n  viewer {\n    tenant\n    role\n    namespaces { namespace permission }\n  }\n}\n',
-          },
+    // Served by useGraphiQL from the gateway itself: Yoga's own page loads GraphiQL from a CDN.
+    graphiql: false,
     context: ({ request, connectionParams }) => createContext(services, connectionParams ? { connectionParams } : { request }),
     plugins: [
       useDashboard(),
+      ...(options.graphiql === false ? [] : [useGraphiQL({ endpoint: '/graphql' })]),
       useRequestErrorCodes(),
       useAuditTrail(),
       useRequestLimits(services),

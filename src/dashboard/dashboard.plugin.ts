@@ -1,10 +1,9 @@
-import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { gzipSync } from 'node:zlib';
 import type { Plugin } from 'graphql-yoga';
+import { fileResponse, type StaticFile, staticFile } from '../transport/static-files.js';
 
 /** Where the page lives; `/dashboard` and `/dashboard/` both answer with the page. */
 const BASE = '/dashboard';
@@ -31,23 +30,10 @@ const CONTENT_TYPES: Record<string, string> = {
   '.svg': 'image/svg+xml',
 };
 
-/** An asset URL carrying its content hash (`?v=`) never changes, so it may be cached for a year. */
-const IMMUTABLE = 'public, max-age=31536000, immutable';
-/** Anything else is revalidated with its ETag on every use: an upgrade shows at once, an unchanged file costs a 304. */
-const REVALIDATE = 'no-cache';
-
-interface Asset {
-  body: Uint8Array<ArrayBuffer>;
-  gzip: Uint8Array<ArrayBuffer> | null;
-  type: string;
-  hash: string;
-}
-
-function asset(path: string, body: Buffer = readFileSync(path)): Asset {
+function asset(path: string, body: Buffer = readFileSync(path)): StaticFile {
   const type = CONTENT_TYPES[extname(path)];
   if (!type) throw new Error(`dashboard: no content type for ${path}`);
-  const hash = createHash('sha256').update(body).digest('base64url').slice(0, 16);
-  return { body: new Uint8Array(body), gzip: body.length > 1024 ? new Uint8Array(gzipSync(body)) : null, type, hash };
+  return staticFile(body, type);
 }
 
 /**
@@ -65,16 +51,16 @@ function vendorFiles(): Record<string, string> {
 }
 
 /** Every file of the page by its path below `/dashboard/`, read once at start (they are small). */
-function loadAssets(): { page: Asset; files: Map<string, Asset> } {
+function loadAssets(): { page: StaticFile; files: Map<string, StaticFile> } {
   const publicDir = fileURLToPath(new URL('./public/', import.meta.url));
-  const files = new Map<string, Asset>();
+  const files = new Map<string, StaticFile>();
   for (const name of readdirSync(publicDir)) {
     if (name !== 'index.html') files.set(name, asset(join(publicDir, name)));
   }
   for (const [name, path] of Object.entries(vendorFiles())) files.set(name, asset(path));
   // The page names its assets with their hashes, so a browser keeps them until they change.
   let html = readFileSync(join(publicDir, 'index.html'), 'utf8');
-  for (const [name, file] of files) html = html.replaceAll(`"${BASE}/${name}"`, `"${BASE}/${name}?v=${file.hash}"`);
+  for (const [name, file] of files) html = html.replaceAll(`"${BASE}/${name}"`, `"${BASE}/${name}?v=${file.version}"`);
   return { page: asset(join(publicDir, 'index.html'), Buffer.from(html)), files };
 }
 
@@ -105,22 +91,7 @@ export function useDashboard(): Plugin {
         endResponse(new fetchAPI.Response('Not Found\n', { status: 404, headers }));
         return;
       }
-      const etag = `"${file.hash}"`;
-      headers.set('etag', etag);
-      headers.set('cache-control', file !== page && url.searchParams.get('v') === file.hash ? IMMUTABLE : REVALIDATE);
-      headers.set('vary', 'accept-encoding');
-      if (request.headers.get('if-none-match') === etag) {
-        endResponse(new fetchAPI.Response(null, { status: 304, headers }));
-        return;
-      }
-      headers.set('content-type', file.type);
-      let body = file.body;
-      if (file.gzip && /\bgzip\b/.test(request.headers.get('accept-encoding') ?? '')) {
-        body = file.gzip;
-        headers.set('content-encoding', 'gzip');
-      }
-      headers.set('content-length', String(body.byteLength));
-      endResponse(new fetchAPI.Response(request.method === 'HEAD' ? null : body, { status: 200, headers }));
+      endResponse(fileResponse(file, request, url, headers, fetchAPI));
     },
   };
 }

@@ -33,6 +33,9 @@ export interface PothosTypes {
   DefaultFieldNullability: false;
 }
 
+/** PothosTypes with Pothos's defaults filled in: what field builders are typed with (for shared field helpers). */
+export type SchemaTypes = PothosSchemaTypes.ExtendDefaultTypes<PothosTypes>;
+
 /**
  * The namespace scopes carry the access rule. A name that breaks the naming rule is the caller's
  * mistake (BAD_USER_INPUT); an admin or reader asking for a namespace that does not exist gets
@@ -68,6 +71,14 @@ export const builder = new SchemaBuilder<PothosTypes>({
   },
 });
 
-builder.queryType({});
-builder.mutationType({});
-builder.subscriptionType({});
+builder.queryType({
+  description:
+    'Reads. Every field needs a token, sent as the header `Authorization: Bearer <token>` (on a WebSocket, as `connectionParams: { authorization: "Bearer <token>" }`); without a valid one it is UNAUTHENTICATED (schema introspection needs none). Nothing of another tenant is ever visible. A namespace the caller cannot reach is FORBIDDEN; to an agent, a namespace that does not exist answers the same (to ADMIN and READER tokens, NOT_FOUND)',
+});
+builder.mutationType({
+  description: 'Writes. A mutation that fails changes nothing. Every mutation of a valid token is recorded in the audit log',
+});
+builder.subscriptionType({
+  description:
+    'Live events, over WebSocket (graphql-ws, subprotocol graphql-transport-ws) or Server-Sent Events (`Accept: text/event-stream` on /graphql). A subscription ends with FORBIDDEN when its caller loses access to what it watches, and with UNAUTHENTICATED when its token is revoked',
+});

@@ -22,6 +22,14 @@ export const RevisionScalar = new GraphQLScalarType<string, string>({
   },
 });
 
-builder.addScalarType('JSON', JSONResolver);
-builder.addScalarType('DateTime', DateTimeResolver);
+builder.addScalarType('JSON', JSONResolver, {
+  description:
+    'Any JSON value: an object, array, string, number, boolean or null. In arguments, nested at most 100 levels deep, with no U+0000 character and no lone surrogate in its text',
+  // The package points at a document outside this gateway; the description says all a client needs.
+  specifiedByURL: undefined,
+});
+builder.addScalarType('DateTime', DateTimeResolver, {
+  description:
+    'A point in time: an RFC 3339 (ISO 8601) date-time with a time zone offset, such as "2024-05-01T12:00:00Z" or "2024-05-01T14:00:00+02:00". Returned in UTC with milliseconds, such as "2024-05-01T12:00:00.000Z"',
+});
 builder.addScalarType('Revision', RevisionScalar);

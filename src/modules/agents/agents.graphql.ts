@@ -4,52 +4,73 @@ import { live, untilRevoked } from '../../graphql/live.js';
 import { principalOf } from '../../graphql/principal.js';
 import { type Agent, reviveAgent } from './agents.service.js';
 
-const AgentStatus = builder.enumType('AgentStatus', { values: ['STARTING', 'IDLE', 'BUSY', 'ERROR', 'STOPPED'] as const });
+const AgentStatus = builder.enumType('AgentStatus', {
+  description: 'What an agent last reported in its heartbeat',
+  values: {
+    STARTING: { description: 'Registered, or starting up: the status before the first heartbeat' },
+    IDLE: { description: 'Running, waiting for work' },
+    BUSY: { description: 'Running, working' },
+    ERROR: { description: 'Running, but failing' },
+    STOPPED: { description: 'Shut down on purpose' },
+  } as const,
+});
 
 export const AgentRef = builder.objectRef<Agent>('Agent').implement({
+  description: 'A registered agent of the fleet; its AGENT token acts as it',
   fields: (t) => ({
-    id: t.exposeID('id'),
-    name: t.exposeString('name'),
-    type: t.exposeString('type'),
-    capabilities: t.exposeStringList('capabilities'),
-    stateNamespaces: t.exposeStringList('stateNamespaces'),
-    status: t.expose('status', { type: AgentStatus }),
+    id: t.exposeID('id', { description: 'Unique in the tenant; how the agent appears in updatedBy, actor and the audit log' }),
+    name: t.exposeString('name', { description: 'A name for people' }),
+    type: t.exposeString('type', { description: 'What kind of agent it is (planner, importer, …); agents and agentChanged filter by it' }),
+    capabilities: t.exposeStringList('capabilities', { description: 'What it can do, as free labels' }),
+    stateNamespaces: t.exposeStringList('stateNamespaces', {
+      description: 'Namespaces it declared: those that are open it may read and write (unless a grant says otherwise)',
+    }),
+    status: t.expose('status', { type: AgentStatus, description: 'As of its last heartbeat; STARTING before the first' }),
     active: t.boolean({
       description: "The last heartbeat is within the tenant's activeWindowSeconds (STATEHOUSE_ACTIVE_WINDOW_SECONDS by default)",
       resolve: (agent, _args, context) => context.services.agents.isActive(principalOf(context).tenantId, agent),
     }),
-    lastHeartbeatAt: t.expose('lastHeartbeatAt', { type: 'DateTime', nullable: true }),
-    heartbeat: t.expose('heartbeat', { type: 'JSON', nullable: true }),
-    metadata: t.expose('metadata', { type: 'JSON', nullable: true }),
-    registeredAt: t.expose('registeredAt', { type: 'DateTime' }),
+    lastHeartbeatAt: t.expose('lastHeartbeatAt', { type: 'DateTime', nullable: true, description: 'null until its first heartbeat' }),
+    heartbeat: t.expose('heartbeat', { type: 'JSON', nullable: true, description: 'The data of its last heartbeat' }),
+    metadata: t.expose('metadata', { type: 'JSON', nullable: true, description: 'What was given at registration' }),
+    registeredAt: t.expose('registeredAt', { type: 'DateTime', description: 'When it was registered' }),
   }),
 });
 
 const AgentRegistration = builder.objectRef<{ agent: Agent; token: string }>('AgentRegistration').implement({
+  description: 'A new agent and its token',
   fields: (t) => ({
-    agent: t.expose('agent', { type: AgentRef }),
-    token: t.exposeString('token', { description: 'The agent token; shown once' }),
+    agent: t.expose('agent', { type: AgentRef, description: 'The registered agent' }),
+    token: t.exposeString('token', {
+      description: "The agent's AGENT token: shown this once (only its hash is stored); send it as `Authorization: Bearer <token>`",
+    }),
   }),
 });
 
 const RegisterAgentInput = builder.inputType('RegisterAgentInput', {
+  description: 'A new agent',
   fields: (t) => ({
-    id: t.id({ description: 'Chosen by the caller, or generated' }),
-    name: t.string({ required: true }),
-    type: t.string({ required: true }),
-    capabilities: t.stringList(),
-    stateNamespaces: t.stringList({ description: 'Open namespaces this agent may read and write (access rule step 4)' }),
-    metadata: t.field({ type: 'JSON' }),
+    id: t.id({
+      description: 'Its id: 1 to 128 characters of A-Z, a-z, 0-9 and "._:@-"; taken: BAD_USER_INPUT. Unset: agent-<uuid> is generated',
+    }),
+    name: t.string({ required: true, description: 'A name for people, 1 to 200 characters' }),
+    type: t.string({ required: true, description: 'Its kind, 1 to 100 characters' }),
+    capabilities: t.stringList({ description: 'Up to 100 labels of 1 to 100 characters' }),
+    stateNamespaces: t.stringList({
+      description: 'Up to 100 namespaces; those that are open (openAccess) the agent may read and write. They need not exist yet',
+    }),
+    metadata: t.field({ type: 'JSON', description: 'Any JSON, up to 64 KiB' }),
   }),
 });
 
 builder.queryFields((t) => ({
   agents: t.field({
     type: [AgentRef],
+    description: 'Registered agents, oldest registration first (at most 10000). Any valid token',
     args: {
-      activeWithinSeconds: t.arg.int(),
-      type: t.arg.string(),
-      status: t.arg({ type: AgentStatus }),
+      activeWithinSeconds: t.arg.int({ description: 'Only agents with a heartbeat within this many seconds (1 or more)' }),
+      type: t.arg.string({ description: 'Only agents of this type' }),
+      status: t.arg({ type: AgentStatus, description: 'Only agents with this status' }),
     },
     authScopes: { authenticated: true },
     resolve: (_root, args, context) => context.services.agents.list(principalOf(context).tenantId, args),
@@ -57,15 +78,17 @@ builder.queryFields((t) => ({
   agent: t.field({
     type: AgentRef,
     nullable: true,
-    args: { id: t.arg.id({ required: true }) },
+    description: 'One agent; null when none has this id. Any valid token',
+    args: { id: t.arg.id({ required: true, description: "The agent's id" }) },
     authScopes: { authenticated: true },
     resolve: (_root, args, context) => context.loaders.agent.load(checkAgentId(String(args.id))),
   }),
 }));
 
 const HeartbeatInput = builder.inputType('HeartbeatInput', {
+  description: "An agent's report on itself",
   fields: (t) => ({
-    status: t.field({ type: AgentStatus, required: true }),
+    status: t.field({ type: AgentStatus, required: true, description: 'Its status now' }),
     data: t.field({ type: 'JSON', description: 'What the agent wants the fleet to see (up to 64 KiB)' }),
   }),
 });
@@ -73,8 +96,8 @@ const HeartbeatInput = builder.inputType('HeartbeatInput', {
 builder.subscriptionFields((t) => ({
   agentChanged: t.field({
     type: AgentRef,
-    description: 'Registrations, heartbeats and status changes',
-    args: { type: t.arg.string() },
+    description: 'Each agent as it is registered or sends a heartbeat (from now on: nothing is replayed). Any valid token',
+    args: { type: t.arg.string({ description: 'Only agents of this type' }) },
     authScopes: { authenticated: true },
     subscribe: (_root, args, context) => untilRevoked(context, context.services.agents.watch(principalOf(context).tenantId, args.type)),
     resolve: live(reviveAgent),
@@ -84,13 +107,15 @@ builder.subscriptionFields((t) => ({
 builder.mutationFields((t) => ({
   heartbeat: t.withAuth({ agent: true }).field({
     type: AgentRef,
-    description: 'An agent reports for itself only',
-    args: { input: t.arg({ type: HeartbeatInput, required: true }) },
+    description:
+      "Records that the calling agent is alive, with its status and data; it counts as active for the tenant's activeWindowSeconds. AGENT tokens only, for their own agent",
+    args: { input: t.arg({ type: HeartbeatInput, required: true, description: 'Its status and data' }) },
     resolve: (_root, { input }, context) => context.services.agents.heartbeat(context.principal.tenantId, context.principal.agentId, input),
   }),
   registerAgent: t.field({
     type: AgentRegistration,
-    args: { input: t.arg({ type: RegisterAgentInput, required: true }) },
+    description: 'Registers an agent and issues its AGENT token (shown once). ADMIN only',
+    args: { input: t.arg({ type: RegisterAgentInput, required: true, description: 'The agent' }) },
     authScopes: { admin: true },
     resolve: (_root, { input }, context) =>
       context.services.agents.register(principalOf(context).tenantId, {
@@ -99,8 +124,9 @@ builder.mutationFields((t) => ({
       }),
   }),
   deregisterAgent: t.boolean({
-    description: 'Its tokens stop working at once; false when there was no such agent',
-    args: { id: t.arg.id({ required: true }) },
+    description:
+      'Removes an agent with its grants; its tokens stop working at once and its open subscriptions end. false when there was no such agent. ADMIN only',
+    args: { id: t.arg.id({ required: true, description: "The agent's id" }) },
     authScopes: { admin: true },
     resolve: (_root, args, context) => context.services.agents.deregister(principalOf(context).tenantId, String(args.id)),
   }),

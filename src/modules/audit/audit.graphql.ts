@@ -16,17 +16,24 @@ import { principalOf } from '../../graphql/principal.js';
 import { Role } from '../tokens/tokens.graphql.js';
 import type { AuditEvent } from './audit.service.js';
 
-const AuditOutcomeEnum = builder.enumType('AuditOutcome', { values: ['ALLOWED', 'DENIED'] as const });
+const AuditOutcomeEnum = builder.enumType('AuditOutcome', {
+  description: 'How an audited operation ended',
+  values: {
+    ALLOWED: { description: 'It ran: it succeeded, or failed for a reason other than a refusal (detail.code says which)' },
+    DENIED: { description: 'The caller was refused: FORBIDDEN, UNAUTHENTICATED, RATE_LIMITED, QUOTA_EXCEEDED or QUERY_TOO_COMPLEX' },
+  } as const,
+});
 
 const AuditEventRef = builder.objectRef<AuditEvent>('AuditEvent').implement({
+  description: 'One record of the audit log: who did what to what, and how it ended. Never holds a token or a value',
   fields: (t) => ({
-    id: t.exposeID('id'),
-    at: t.expose('at', { type: 'DateTime' }),
-    actor: t.exposeString('actor', { nullable: true }),
-    role: t.field({ type: Role, nullable: true, resolve: (event) => event.role }),
+    id: t.exposeID('id', { description: 'Increasing: a later record has a larger id' }),
+    at: t.expose('at', { type: 'DateTime', description: 'When it happened' }),
+    actor: t.exposeString('actor', { nullable: true, description: 'An agent id, or admin:<token name> / reader:<token name>' }),
+    role: t.field({ type: Role, nullable: true, description: "The actor's role", resolve: (event) => event.role }),
     action: t.exposeString('action', { description: 'The root field: a mutation, or read for a read of sensitive values' }),
     target: t.exposeString('target', { nullable: true, description: 'namespace/scope/key, a namespace, or an id' }),
-    outcome: t.expose('outcome', { type: AuditOutcomeEnum }),
+    outcome: t.expose('outcome', { type: AuditOutcomeEnum, description: 'Whether it ran or was refused' }),
     detail: t.expose('detail', { type: 'JSON', nullable: true, description: 'The error code and, when denied, the reason' }),
   }),
 });
@@ -34,13 +41,14 @@ const AuditEventRef = builder.objectRef<AuditEvent>('AuditEvent').implement({
 builder.queryFields((t) => ({
   auditLog: t.field({
     type: [AuditEventRef],
-    description: 'Newest first; first ≤ 1000. Tokens and values never appear in it.',
+    description:
+      "The tenant's audit log, newest first: every mutation, every refused operation with its reason, and every read of a sensitive namespace's values (once per operation and namespace). Records are written within about 20 ms. ADMIN only",
     args: {
-      actor: t.arg.string(),
-      action: t.arg.string(),
-      outcome: t.arg({ type: AuditOutcomeEnum }),
-      since: t.arg({ type: 'DateTime' }),
-      first: t.arg.int({ defaultValue: 100 }),
+      actor: t.arg.string({ description: 'Only records of this actor' }),
+      action: t.arg.string({ description: 'Only records of this action (a root field, or read)' }),
+      outcome: t.arg({ type: AuditOutcomeEnum, description: 'Only ALLOWED or only DENIED records' }),
+      since: t.arg({ type: 'DateTime', description: 'Only records from this time on' }),
+      first: t.arg.int({ defaultValue: 100, description: 'How many, 1 to 1000' }),
     },
     authScopes: { admin: true },
     resolve: (_root, args, context) => context.services.audit.list(principalOf(context).tenantId, args),

@@ -7,21 +7,22 @@ const ErrorPatternRef = builder.objectRef<ErrorPattern>('ErrorPattern').implemen
   description:
     'Errors of one type whose messages differ only in numbers, ids, hex, UUIDs and quoted strings; count and agentIds are those of a window',
   fields: (t) => ({
-    id: t.exposeID('id'),
-    type: t.exposeString('type'),
+    id: t.exposeID('id', { description: 'The pattern; stable across reports' }),
+    type: t.exposeString('type', { description: 'The error type it was reported with, such as timeout' }),
     fingerprint: t.exposeString('fingerprint', { description: 'The message with its variable parts as <num>, <id>, <hex>, <uuid>, <str>' }),
     sampleMessage: t.exposeString('sampleMessage', { description: 'The latest message of this pattern' }),
     count: t.exposeInt('count', { description: 'Occurrences inside the window' }),
-    firstSeenAt: t.expose('firstSeenAt', { type: 'DateTime' }),
-    lastSeenAt: t.expose('lastSeenAt', { type: 'DateTime' }),
+    firstSeenAt: t.expose('firstSeenAt', { type: 'DateTime', description: 'Its first report ever' }),
+    lastSeenAt: t.expose('lastSeenAt', { type: 'DateTime', description: 'Its latest report' }),
     agentIds: t.exposeIDList('agentIds', { description: 'The agents that reported it inside the window' }),
   }),
 });
 
 const ReportErrorInput = builder.inputType('ReportErrorInput', {
+  description: 'One error, as an agent saw it',
   fields: (t) => ({
-    type: t.string({ required: true }),
-    message: t.string({ required: true }),
+    type: t.string({ required: true, description: 'Its kind, 1 to 100 characters, such as timeout' }),
+    message: t.string({ required: true, description: 'The message, 1 to 10000 characters (several lines allowed, such as a stack trace)' }),
     context: t.field({ type: 'JSON', description: 'Any JSON, at most 64 KiB' }),
   }),
 });
@@ -29,11 +30,14 @@ const ReportErrorInput = builder.inputType('ReportErrorInput', {
 builder.queryFields((t) => ({
   errorPatterns: t.field({
     type: [ErrorPatternRef],
-    description: `Patterns with at least minFrequency occurrences since \`since\` (default: the last ${DEFAULT_ERROR_WINDOW_HOURS} hours), most frequent first; at most ${MAX_PATTERNS}`,
+    description: `Patterns with at least minFrequency occurrences since \`since\` (default: the last ${DEFAULT_ERROR_WINDOW_HOURS} hours), most frequent first; at most ${MAX_PATTERNS}. Any valid token`,
     args: {
-      type: t.arg.string(),
-      minFrequency: t.arg.int({ defaultValue: 1 }),
-      since: t.arg({ type: 'DateTime' }),
+      type: t.arg.string({ description: 'Only patterns of this type' }),
+      minFrequency: t.arg.int({
+        defaultValue: 1,
+        description: 'Only patterns with at least this many occurrences in the window (1 or more)',
+      }),
+      since: t.arg({ type: 'DateTime', description: 'Start of the window' }),
     },
     authScopes: { authenticated: true },
     resolve: (_root, args, context) => context.services.errors.patterns(principalOf(context).tenantId, args),
@@ -43,8 +47,8 @@ builder.queryFields((t) => ({
 builder.mutationFields((t) => ({
   reportError: t.withAuth({ agent: true }).field({
     type: ErrorPatternRef,
-    description: `An agent reports for itself; returns the pattern with count and agentIds of the last ${DEFAULT_ERROR_WINDOW_HOURS} hours`,
-    args: { input: t.arg({ type: ReportErrorInput, required: true }) },
+    description: `Records an error of the calling agent under its pattern and returns the pattern, with count and agentIds of the last ${DEFAULT_ERROR_WINDOW_HOURS} hours. AGENT tokens only, as themselves`,
+    args: { input: t.arg({ type: ReportErrorInput, required: true, description: 'The error' }) },
     resolve: (_root, { input }, context) => context.services.errors.report(context.principal.tenantId, context.principal.agentId, input),
   }),
 }));
@@ -52,8 +56,9 @@ builder.mutationFields((t) => ({
 builder.subscriptionFields((t) => ({
   errorReported: t.field({
     type: ErrorPatternRef,
-    description: 'Every reported error, as its pattern',
-    args: { type: t.arg.string() },
+    description:
+      'Each error as it is reported, as its pattern (count and agentIds of the last 24 hours; from now on: nothing is replayed). Any valid token',
+    args: { type: t.arg.string({ description: 'Only errors of this type' }) },
     authScopes: { authenticated: true },
     subscribe: (_root, args, context) => untilRevoked(context, context.services.errors.watch(principalOf(context).tenantId, args.type)),
     resolve: live(revivePattern),

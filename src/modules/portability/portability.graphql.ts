@@ -3,6 +3,7 @@ import { principalOf } from '../../graphql/principal.js';
 import { auditSensitiveRead } from '../audit/audit.graphql.js';
 
 const ImportMode = builder.enumType('ImportMode', {
+  description: 'How importState treats what is already there',
   values: {
     MERGE: { description: 'Create or update the given namespaces and set their entries; keep everything else' },
     REPLACE: { description: 'Also delete the entries of the given namespaces that the data does not hold' },
@@ -12,8 +13,9 @@ const ImportMode = builder.enumType('ImportMode', {
 builder.queryFields((t) => ({
   exportState: t.field({
     type: 'JSON',
-    description: 'The namespaces (all, or those named) with their settings and live entries',
-    args: { namespaces: t.arg.stringList() },
+    description:
+      'A JSON document of namespaces with their settings and live entries (values decrypted): { format: "statehouse-export", version: 1, exportedAt, namespaces: [{ name, description, openAccess, sensitive, schema, defaultValue, defaultTtlSeconds, historyLimit, entries: [{ scope, key, value, expiresAt }] }] }. History and grants are not included. ADMIN only',
+    args: { namespaces: t.arg.stringList({ description: 'The namespaces to export; unset: all. Names that do not exist are left out' }) },
     authScopes: { admin: true },
     resolve: async (_root, args, context) => {
       const exported = await context.services.portability.export(principalOf(context).tenantId, args.namespaces);
@@ -25,8 +27,16 @@ builder.queryFields((t) => ({
 
 builder.mutationFields((t) => ({
   importState: t.boolean({
-    description: 'Brings back an exportState document: all or nothing, one revision',
-    args: { data: t.arg({ type: 'JSON', required: true }), mode: t.arg({ type: ImportMode, defaultValue: 'MERGE' }) },
+    description:
+      'Brings back an exportState document in one transaction: all or nothing, every change under one revision. Namespaces not in it are never touched; an existing namespace keeps its sensitivity. Values obey the size limit and quotas, as writes do. ADMIN only',
+    args: {
+      data: t.arg({
+        type: 'JSON',
+        required: true,
+        description: 'A document as exportState returns it; anything else is BAD_USER_INPUT naming the part',
+      }),
+      mode: t.arg({ type: ImportMode, defaultValue: 'MERGE', description: 'MERGE, or REPLACE the entries of the namespaces it holds' }),
+    },
     authScopes: { admin: true },
     resolve: (_root, args, context) => context.services.portability.import(principalOf(context), args.data, args.mode ?? 'MERGE'),
   }),

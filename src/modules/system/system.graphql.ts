@@ -7,27 +7,32 @@ import type { SystemOverview } from './system.service.js';
 const STATE = { namespace: SYSTEM, key: 'state', scope: 'global' };
 
 const SystemOverviewRef = builder.objectRef<SystemOverview>('SystemOverview').implement({
+  description: "The fleet's vital signs in one query",
   fields: (t) => ({
-    agentsByStatus: t.expose('agentsByStatus', { type: 'JSON', description: 'Every status with its count of agents' }),
-    activeAgents: t.exposeInt('activeAgents'),
-    namespaces: t.exposeInt('namespaces'),
-    entries: t.exposeInt('entries'),
-    revision: t.expose('revision', { type: 'Revision' }),
-    errorsLastHour: t.exposeInt('errorsLastHour'),
-    openInsights: t.exposeInt('openInsights'),
+    agentsByStatus: t.expose('agentsByStatus', {
+      type: 'JSON',
+      description: 'Every status with its count of agents, such as { "STARTING": 0, "IDLE": 3, "BUSY": 2, "ERROR": 0, "STOPPED": 1 }',
+    }),
+    activeAgents: t.exposeInt('activeAgents', { description: "Agents with a heartbeat within the tenant's activeWindowSeconds" }),
+    namespaces: t.exposeInt('namespaces', { description: 'Namespaces the caller can read' }),
+    entries: t.exposeInt('entries', { description: 'Live entries in the namespaces the caller can read' }),
+    revision: t.expose('revision', { type: 'Revision', description: 'The newest revision of the change log ("0": none yet)' }),
+    errorsLastHour: t.exposeInt('errorsLastHour', { description: 'Errors reported in the last hour' }),
+    openInsights: t.exposeInt('openInsights', { description: 'Insights not yet acted upon' }),
   }),
 });
 
 builder.queryFields((t) => ({
   systemState: t.field({
     type: 'JSON',
-    description: 'The entry system/global/state, {} if unset',
+    description:
+      'The value of the entry system/global/state: shared state of the whole fleet; {} when unset. Needs READ on `system` (every token has it)',
     authScopes: { namespaceRead: SYSTEM },
     resolve: async (_root, _args, context) => (await context.services.entries.get(principalOf(context).tenantId, STATE))?.value ?? {},
   }),
   systemOverview: t.field({
     type: SystemOverviewRef,
-    description: 'One cheap query a dashboard can poll every second',
+    description: 'One cheap query a dashboard can poll every second. Any valid token; counts only what the caller can read',
     authScopes: { authenticated: true },
     resolve: async (_root, _args, context) => {
       const principal = principalOf(context);
@@ -42,8 +47,9 @@ builder.queryFields((t) => ({
 builder.mutationFields((t) => ({
   updateSystemState: t.field({
     type: 'JSON',
-    description: 'Merge patch on system/global/state; agents need a WRITE grant on system',
-    args: { patch: t.arg({ type: 'JSON', required: true }) },
+    description:
+      'Applies an RFC 7396 merge patch to system/global/state, as patchEntry does (a change in the log, seen by entryChanged), and returns the new value. ADMIN, or an agent with a WRITE grant on `system`',
+    args: { patch: t.arg({ type: 'JSON', required: true, description: 'The merge patch: members replace, null members remove' }) },
     authScopes: { namespaceWrite: SYSTEM },
     resolve: async (_root, args, context) =>
       (await context.services.entries.patch(principalOf(context), { ...STATE, patch: args.patch })).value,

@@ -5,7 +5,8 @@ import { TokenIssueRef } from '../tokens/tokens.graphql.js';
 builder.queryFields((t) => ({
   config: t.field({
     type: 'JSON',
-    description: "The tenant's settings (limits, quotas, activeWindowSeconds), defaults filled in",
+    description:
+      "The tenant's settings, defaults filled in: { activeWindowSeconds: 300, metricsRetentionHours: 168, limits: { maxValueBytes: 1048576, maxCommitOperations: 500, maxMetricsPerCall: 1000, maxDepth: 12, maxAliases: 30, maxCost: 5000, maxBatchOperations: 20, maxConnectionsPerToken: 2000, maxSubscriptionsPerSocket: 100 }, quotas: { maxEntries: null, maxBytes: null }, rateLimit: { perTokenPerSecond: null } } (null: no quota or rate limit). activeWindowSeconds defaults to the gateway's STATEHOUSE_ACTIVE_WINDOW_SECONDS. Any valid token",
     authScopes: { authenticated: true },
     resolve: (_root, _args, context) => context.services.config.get(principalOf(context).tenantId),
   }),
@@ -14,15 +15,30 @@ builder.queryFields((t) => ({
 builder.mutationFields((t) => ({
   createTenant: t.field({
     type: TokenIssueRef,
-    description: "The bootstrap admin only; returns the new tenant's admin token (shown once)",
-    args: { name: t.arg.string({ required: true }) },
+    description:
+      'Creates a tenant with its `common` and `system` namespaces, and returns its first ADMIN token (named admin; shown once). The bootstrap admin token of tenant default only',
+    args: {
+      name: t.arg.string({
+        required: true,
+        description:
+          'The tenant id: 1 to 63 characters of a-z, 0-9, ".", "_" and "-", starting with a letter or digit; taken: BAD_USER_INPUT',
+      }),
+    },
     authScopes: { bootstrap: true },
     resolve: (_root, args, context) => context.services.tokens.createTenant(args.name),
   }),
   updateConfig: t.field({
     type: 'JSON',
-    description: "Merge patch on the tenant's settings; an unknown setting or a wrong type is BAD_USER_INPUT",
-    args: { patch: t.arg({ type: 'JSON', required: true }) },
+    description:
+      "Changes the tenant's settings and returns them all; effective at once on every gateway process. An unknown setting, a wrong type or a value out of range is BAD_USER_INPUT naming it. ADMIN only",
+    args: {
+      patch: t.arg({
+        type: 'JSON',
+        required: true,
+        description:
+          'An RFC 7396 merge patch on the settings (see config), such as { limits: { maxValueBytes: 2097152 } }; null restores a default',
+      }),
+    },
     authScopes: { admin: true },
     resolve: (_root, args, context) => context.services.config.update(principalOf(context).tenantId, args.patch),
   }),

@@ -2,33 +2,56 @@ import { builder } from '../../graphql/builder.js';
 import { principalOf } from '../../graphql/principal.js';
 import type { TokenIssue } from './tokens.service.js';
 
-export const Role = builder.enumType('Role', { values: ['ADMIN', 'AGENT', 'READER'] as const });
+export const Role = builder.enumType('Role', {
+  description: "A token's role in its tenant",
+  values: {
+    ADMIN: { description: 'Everything inside its tenant' },
+    AGENT: {
+      description:
+        'Bound to one registered agent: entries as the access rule allows; reports heartbeats, metrics, errors, insights and optimizations as itself only; reads the fleet',
+    },
+    READER: { description: 'Reads everything in its tenant except the values of sensitive namespaces, and subscribes; writes nothing' },
+  } as const,
+});
 
 export const TokenIssueRef = builder.objectRef<TokenIssue>('TokenIssue').implement({
+  description: 'A new token',
   fields: (t) => ({
-    id: t.exposeID('id'),
-    token: t.exposeString('token', { description: 'Shown once; only its hash is stored' }),
-    role: t.expose('role', { type: Role }),
+    id: t.exposeID('id', { description: 'What revokeToken takes; not a secret' }),
+    token: t.exposeString('token', {
+      description: 'The secret: shown this once (only its hash is stored); send it as `Authorization: Bearer <token>`',
+    }),
+    role: t.expose('role', { type: Role, description: "The token's role" }),
   }),
 });
 
 const CreateTokenInput = builder.inputType('CreateTokenInput', {
+  description: 'A new ADMIN or READER token',
   fields: (t) => ({
-    name: t.string({ required: true }),
-    role: t.field({ type: Role, required: true, description: 'ADMIN or READER; agent tokens come from registerAgent' }),
+    name: t.string({
+      required: true,
+      description: 'A name for people, 1 to 100 characters; the token acts as admin:<name> or reader:<name> in updatedBy and the audit log',
+    }),
+    role: t.field({
+      type: Role,
+      required: true,
+      description: 'ADMIN or READER; AGENT is BAD_USER_INPUT (agent tokens come from registerAgent)',
+    }),
   }),
 });
 
 builder.mutationFields((t) => ({
   createToken: t.field({
     type: TokenIssueRef,
-    args: { input: t.arg({ type: CreateTokenInput, required: true }) },
+    description: "Issues an ADMIN or READER token of the caller's tenant (shown once). ADMIN only",
+    args: { input: t.arg({ type: CreateTokenInput, required: true, description: 'Its name and role' }) },
     authScopes: { admin: true },
     resolve: (_root, { input }, context) => context.services.tokens.create(principalOf(context).tenantId, input),
   }),
   revokeToken: t.boolean({
-    description: 'Stops the token at once, open subscriptions included; false when there was no such live token',
-    args: { id: t.arg.id({ required: true }) },
+    description:
+      'Stops a token at once on every gateway process, ending its open subscriptions (UNAUTHENTICATED); false when there was no such live token. ADMIN only',
+    args: { id: t.arg.id({ required: true, description: "The token's id, as createToken returned it" }) },
     authScopes: { admin: true },
     resolve: (_root, args, context) => context.services.tokens.revoke(principalOf(context).tenantId, String(args.id)),
   }),
