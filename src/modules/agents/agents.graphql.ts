@@ -3,6 +3,7 @@ import { builder } from '../../graphql/builder.js';
 import { live, untilRevoked } from '../../graphql/live.js';
 import { principalOf } from '../../graphql/principal.js';
 import { type Agent, reviveAgent } from './agents.service.js';
+import { refusedTo } from '../../graphql/refusals.js';
 
 const AgentStatus = builder.enumType('AgentStatus', { values: ['STARTING', 'IDLE', 'BUSY', 'ERROR', 'STOPPED'] as const });
 
@@ -86,12 +87,14 @@ builder.mutationFields((t) => ({
     type: AgentRef,
     description: 'An agent reports for itself only',
     args: { input: t.arg({ type: HeartbeatInput, required: true }) },
+    unauthorizedError: refusedTo('send heartbeats'),
     resolve: (_root, { input }, context) => context.services.agents.heartbeat(context.principal.tenantId, context.principal.agentId, input),
   }),
   registerAgent: t.field({
     type: AgentRegistration,
     args: { input: t.arg({ type: RegisterAgentInput, required: true }) },
     authScopes: { admin: true },
+    unauthorizedError: refusedTo('register agents'),
     resolve: (_root, { input }, context) =>
       context.services.agents.register(principalOf(context).tenantId, {
         ...input,
@@ -102,6 +105,7 @@ builder.mutationFields((t) => ({
     description: 'Its tokens stop working at once; false when there was no such agent',
     args: { id: t.arg.id({ required: true }) },
     authScopes: { admin: true },
+    unauthorizedError: refusedTo('deregister agents'),
     resolve: (_root, args, context) => context.services.agents.deregister(principalOf(context).tenantId, String(args.id)),
   }),
 }));

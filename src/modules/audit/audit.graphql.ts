@@ -15,6 +15,7 @@ import { contractError } from '../../graphql/errors.js';
 import { principalOf } from '../../graphql/principal.js';
 import { Role } from '../tokens/tokens.graphql.js';
 import type { AuditEvent } from './audit.service.js';
+import { refusedTo } from '../../graphql/refusals.js';
 
 const AuditOutcomeEnum = builder.enumType('AuditOutcome', { values: ['ALLOWED', 'DENIED'] as const });
 
@@ -43,6 +44,7 @@ builder.queryFields((t) => ({
       first: t.arg.int({ defaultValue: 100 }),
     },
     authScopes: { admin: true },
+    unauthorizedError: refusedTo('read the audit log'),
     resolve: (_root, args, context) => context.services.audit.list(principalOf(context).tenantId, args),
   }),
 }));

@@ -9,6 +9,7 @@ import {
   type MetricSummary,
   reviveMetric,
 } from './metrics.service.js';
+import { refusedTo } from '../../graphql/refusals.js';
 
 const MetricRef = builder.objectRef<Metric>('Metric').implement({
   fields: (t) => ({
@@ -94,6 +95,7 @@ builder.mutationFields((t) => ({
   recordMetrics: t.withAuth({ agent: true }).int({
     description: "The calling agent's points, in one statement; returns how many were stored (at most limits.maxMetricsPerCall)",
     args: { metrics: t.arg({ type: [MetricInput], required: true }) },
+    unauthorizedError: refusedTo('record metrics'),
     resolve: (_root, args, context) => context.services.metrics.record(context.principal.tenantId, context.principal.agentId, args.metrics),
   }),
 }));

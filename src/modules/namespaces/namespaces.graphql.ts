@@ -1,9 +1,10 @@
 import type { NamespaceAccess, NamespaceSettings } from '../../auth/access.js';
-import { badInput, forbidden } from '../../domain/errors.js';
+import { badInput, forbidden, unreachableNamespace } from '../../domain/errors.js';
 import { checkAgentId, checkNamespace } from '../../domain/names.js';
 import { builder } from '../../graphql/builder.js';
 import { principalOf } from '../../graphql/principal.js';
 import type { AccessGrant } from './namespaces.service.js';
+import { refusedTo } from '../../graphql/refusals.js';
 
 export const Permission = builder.enumType('Permission', { values: ['READ', 'WRITE'] as const });
 
@@ -44,6 +45,7 @@ const NamespaceRef = builder.objectRef<NamespaceSettings>('Namespace').implement
       type: [AccessGrantRef],
       description: 'Admins only',
       authScopes: { admin: true },
+      unauthorizedError: refusedTo('read grants'),
       resolve: (namespace, _args, context) => context.loaders.grants.load(namespace.name),
     }),
   }),
@@ -116,7 +118,7 @@ builder.queryFields((t) => ({
       const name = checkNamespace(args.name, 'name');
       const { access } = context.services;
       if (!(await access.canRead(principal, name))) {
-        if (principal.role === 'AGENT') throw forbidden();
+        if (principal.role === 'AGENT') throw unreachableNamespace();
         return null;
       }
       return (await access.namespace(principal.tenantId, name)) ?? null;
@@ -130,7 +132,7 @@ builder.queryFields((t) => ({
     resolve: async (_root, args, context) => {
       const principal = principalOf(context);
       const agentId = checkAgentId(String(args.agentId), 'agentId');
-      if (principal.role === 'AGENT' && principal.agentId !== agentId) throw forbidden();
+      if (principal.role === 'AGENT' && principal.agentId !== agentId) throw forbidden('An agent may ask only about its own namespaces');
       const { access } = context.services;
       if (!(await access.agentExists(principal.tenantId, agentId))) throw badInput('agentId', `Agent ${agentId} is not registered`);
       return access.reachableByAgent(principal.tenantId, agentId);
@@ -143,30 +145,35 @@ builder.mutationFields((t) => ({
     type: NamespaceRef,
     args: { input: t.arg({ type: CreateNamespaceInput, required: true }) },
     authScopes: { admin: true },
+    unauthorizedError: refusedTo('create namespaces'),
     resolve: (_root, { input }, context) => context.services.namespaces.create(principalOf(context).tenantId, input),
   }),
   updateNamespace: t.field({
     type: NamespaceRef,
     args: { input: t.arg({ type: UpdateNamespaceInput, required: true }) },
     authScopes: { admin: true },
+    unauthorizedError: refusedTo('change namespaces'),
     resolve: (_root, { input }, context) => context.services.namespaces.update(principalOf(context).tenantId, input),
   }),
   deleteNamespace: t.boolean({
     description: 'Deletes its entries, change log and grants too; false when there was no such namespace',
     args: { name: t.arg.string({ required: true }) },
     authScopes: { admin: true },
+    unauthorizedError: refusedTo('delete namespaces'),
     resolve: (_root, args, context) => context.services.namespaces.delete(principalOf(context).tenantId, args.name),
   }),
   grantAccess: t.field({
     type: AccessGrantRef,
     args: { input: t.arg({ type: GrantAccessInput, required: true }) },
     authScopes: { admin: true },
+    unauthorizedError: refusedTo('grant access'),
     resolve: (_root, { input }, context) =>
       context.services.namespaces.grant(principalOf(context).tenantId, { ...input, agentId: String(input.agentId) }),
   }),
   revokeAccess: t.boolean({
     args: { input: t.arg({ type: RevokeAccessInput, required: true }) },
     authScopes: { admin: true },
+    unauthorizedError: refusedTo('revoke access'),
     resolve: (_root, { input }, context) =>
       context.services.namespaces.revoke(principalOf(context).tenantId, { ...input, agentId: String(input.agentId) }),
   }),

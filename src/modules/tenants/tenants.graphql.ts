@@ -1,6 +1,7 @@
 import { builder } from '../../graphql/builder.js';
 import { principalOf } from '../../graphql/principal.js';
 import { TokenIssueRef } from '../tokens/tokens.graphql.js';
+import { refusedTo } from '../../graphql/refusals.js';
 
 builder.queryFields((t) => ({
   config: t.field({
@@ -17,6 +18,7 @@ builder.mutationFields((t) => ({
     description: "The bootstrap admin only; returns the new tenant's admin token (shown once)",
     args: { name: t.arg.string({ required: true }) },
     authScopes: { bootstrap: true },
+    unauthorizedError: refusedTo('create tenants'),
     resolve: (_root, args, context) => context.services.tokens.createTenant(args.name),
   }),
   updateConfig: t.field({
@@ -24,6 +26,7 @@ builder.mutationFields((t) => ({
     description: "Merge patch on the tenant's settings; an unknown setting or a wrong type is BAD_USER_INPUT",
     args: { patch: t.arg({ type: 'JSON', required: true }) },
     authScopes: { admin: true },
+    unauthorizedError: refusedTo("change the tenant's config"),
     resolve: (_root, args, context) => context.services.config.update(principalOf(context).tenantId, args.patch),
   }),
 }));

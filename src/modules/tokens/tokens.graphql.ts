@@ -1,6 +1,7 @@
 import { builder } from '../../graphql/builder.js';
 import { principalOf } from '../../graphql/principal.js';
 import type { TokenIssue } from './tokens.service.js';
+import { refusedTo } from '../../graphql/refusals.js';
 
 export const Role = builder.enumType('Role', { values: ['ADMIN', 'AGENT', 'READER'] as const });
 
@@ -24,12 +25,14 @@ builder.mutationFields((t) => ({
     type: TokenIssueRef,
     args: { input: t.arg({ type: CreateTokenInput, required: true }) },
     authScopes: { admin: true },
+    unauthorizedError: refusedTo('create tokens'),
     resolve: (_root, { input }, context) => context.services.tokens.create(principalOf(context).tenantId, input),
   }),
   revokeToken: t.boolean({
     description: 'Stops the token at once, open subscriptions included; false when there was no such live token',
     args: { id: t.arg.id({ required: true }) },
     authScopes: { admin: true },
+    unauthorizedError: refusedTo('revoke tokens'),
     resolve: (_root, args, context) => context.services.tokens.revoke(principalOf(context).tenantId, String(args.id)),
   }),
 }));
