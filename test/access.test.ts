@@ -722,6 +722,30 @@ describe('authentication', () => {
     expect(await adminEntry('common', key)).toBeNull();
   });
 
+  it('tells a caller what to send when its Authorization header is missing, not "Bearer <token>", or names no token', async () => {
+    const key = unique('malformed');
+    const cases: [string | null, string][] = [
+      [null, 'A token is required: send Authorization: Bearer <token>'],
+      [ADMIN_TOKEN, 'Malformed Authorization header: send Authorization: Bearer <token>'],
+      [`Token ${ADMIN_TOKEN}`, 'Malformed Authorization header: send Authorization: Bearer <token>'],
+      ['Bearer', 'Malformed Authorization header: send Authorization: Bearer <token>'],
+      [`Bearer ${unique('unknown-token')}`, 'The token is unknown or revoked'],
+    ];
+    for (const [authorization, message] of cases) {
+      const response = await fetch(gw.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(authorization === null ? {} : { authorization }) },
+        body: JSON.stringify({ query: SET, variables: { ns: 'common', key, value: 1 } }),
+      });
+      const body = (await response.json()) as GraphQLResponse;
+      expect(
+        body.errors?.map((error) => [error.extensions?.code, error.message]),
+        String(authorization),
+      ).toEqual([['UNAUTHENTICATED', message]]);
+    }
+    expect(await adminEntry('common', key)).toBeNull();
+  });
+
   it('refuses createToken with role AGENT as BAD_USER_INPUT on field role', async () => {
     const response = await gw.gql(
       ADMIN_TOKEN,

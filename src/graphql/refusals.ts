@@ -24,7 +24,7 @@ function failedScopes(failure: AuthFailure): string[] {
  */
 export function refusal(context: Context, info: GraphQLResolveInfo, failure: AuthFailure, action?: string): StatehouseError {
   const { principal } = context;
-  if (!principal) return unauthenticated(context.tokenRejected ? 'The token is unknown or revoked' : undefined);
+  if (!principal) return unauthenticated(context.unauthenticatedReason);
   const scopes = failedScopes(failure);
   if (scopes.some((scope) => scope.startsWith('namespace'))) return unreachableNamespace();
   const what = action ?? `use ${info.fieldName}`;
