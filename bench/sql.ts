@@ -103,9 +103,8 @@ const LIVE = 'NOT deleted AND (expires_at IS NULL OR expires_at > now())';
 export const SET_ENTRY = `
       WITH locked AS (SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0)),
              pg_advisory_xact_lock(hashtextextended($2, 0)), clock_timestamp() AS at),
-      prev AS (
-        SELECT version, deleted OR coalesce(expires_at <= now(), false) AS gone, value
-        FROM entries WHERE tenant_id = $3 AND namespace = $4 AND scope = $5 AND key = $6
+      existing AS (
+        SELECT 1 FROM entries WHERE tenant_id = $3 AND namespace = $4 AND scope = $5 AND key = $6
       ), up AS (
         INSERT INTO entries AS e (tenant_id, namespace, scope, key, value, version, revision, deleted, created_at, updated_at, updated_by, expires_at)
         SELECT $7, $8, $9, $10, $11::jsonb, 1, pg_current_xact_id()::text::bigint, false, locked.at, locked.at, $12, NULL::timestamptz
@@ -126,18 +125,15 @@ export const SET_ENTRY = `
         SELECT tenant_id, revision, namespace, scope, key, 'SET', version, value, updated_by, updated_at FROM up
       )
       SELECT up.namespace, up.scope, up.key, up.value, up.version, up.revision::text AS revision, up.created_at,
-             up.updated_at, up.updated_by, up.expires_at,
-             (SELECT CASE WHEN gone THEN 0 ELSE version END FROM prev) AS current_version,
-             (SELECT NOT gone AND jsonb_typeof(value) <> 'number' FROM prev) AS not_a_number
+             up.updated_at, up.updated_by, up.expires_at
       FROM (SELECT 1) AS one LEFT JOIN up ON true`;
 
 /** incrementEntry in a namespace without defaultValue (base 0). */
 export const INCREMENT_ENTRY = `
       WITH locked AS (SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0)),
              pg_advisory_xact_lock(hashtextextended($2, 0)), clock_timestamp() AS at),
-      prev AS (
-        SELECT version, deleted OR coalesce(expires_at <= now(), false) AS gone, value
-        FROM entries WHERE tenant_id = $3 AND namespace = $4 AND scope = $5 AND key = $6
+      existing AS (
+        SELECT 1 FROM entries WHERE tenant_id = $3 AND namespace = $4 AND scope = $5 AND key = $6
       ), up AS (
         INSERT INTO entries AS e (tenant_id, namespace, scope, key, value, version, revision, deleted, created_at, updated_at, updated_by, expires_at)
         SELECT $7, $8, $9, $10, to_jsonb($11::numeric + $12::numeric), 1, pg_current_xact_id()::text::bigint, false, locked.at, locked.at, $13, NULL::timestamptz
@@ -159,9 +155,7 @@ export const INCREMENT_ENTRY = `
         SELECT tenant_id, revision, namespace, scope, key, 'SET', version, value, updated_by, updated_at FROM up
       )
       SELECT up.namespace, up.scope, up.key, up.value, up.version, up.revision::text AS revision, up.created_at,
-             up.updated_at, up.updated_by, up.expires_at,
-             (SELECT CASE WHEN gone THEN 0 ELSE version END FROM prev) AS current_version,
-             (SELECT NOT gone AND jsonb_typeof(value) <> 'number' FROM prev) AS not_a_number
+             up.updated_at, up.updated_by, up.expires_at
       FROM (SELECT 1) AS one LEFT JOIN up ON true`;
 
 export const GET_ENTRY = `
@@ -289,7 +283,7 @@ export interface ChangeRow {
   actor: string | null;
 }
 
-type WriteRow = { [K in keyof EntryRow]: EntryRow[K] | null } & { current_version: number | null; not_a_number: boolean | null };
+type WriteRow = { [K in keyof EntryRow]: EntryRow[K] | null };
 
 /** The names of the tenant's (shared) and the key's advisory locks, as Statehouse builds them (entries.sql.ts). */
 const TENANT_LOCK = `tenant\u001f${TENANT}`;

@@ -1,13 +1,14 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type DocumentNode, type ExecutionArgs, type ExecutionResult, GraphQLError } from 'graphql';
+import { CloseCode } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, type Plugin } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import { sql } from 'drizzle-orm';
 import { AccessService } from './auth/access.js';
 import { Authenticator } from './auth/authenticator.js';
-import { authorizationOf, bearerToken } from './auth/tokens.js';
+import { authorizationOf, bearerToken, credentialsProblem } from './auth/tokens.js';
 import { type Context, createContext, type Services } from './context.js';
 import { useDashboard } from './dashboard/dashboard.plugin.js';
 import type { DatabaseHandle } from './db/client.js';
@@ -241,7 +242,10 @@ export async function buildApp(options: AppOptions): Promise<App> {
         const token = bearerToken(authorizationOf(connectionParams));
         if (token === undefined) return true;
         const principal = await services.authenticator.authenticate(token);
-        if (principal === null) return false;
+        if (principal === null) {
+          extra.socket.close(CloseCode.Forbidden, credentialsProblem(token, 'socket'));
+          return false;
+        }
         if (await socketLimits.admit(extra.socket, principal)) return true;
         extra.socket.close(TOO_MANY_CONNECTIONS, 'Too many connections for this token');
         return false;
@@ -250,7 +254,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
       onSubscribe: async (ctx, id, payload) => {
         const token = bearerToken(authorizationOf(ctx.connectionParams));
         if (token === undefined) {
-          ctx.extra.socket.close(4401, 'Unauthorized');
+          ctx.extra.socket.close(CloseCode.Unauthorized, credentialsProblem(token, 'socket'));
           return [new GraphQLError('Unauthorized')];
         }
         const principal = await services.authenticator.authenticate(token);

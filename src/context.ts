@@ -3,7 +3,7 @@ import type { AccessService } from './auth/access.js';
 import type { EventBus } from './events/bus.js';
 import type { Authenticator } from './auth/authenticator.js';
 import type { Principal } from './auth/principal.js';
-import { authorizationOf, bearerToken } from './auth/tokens.js';
+import { authorizationOf, bearerToken, credentialsProblem } from './auth/tokens.js';
 import type { Agent, AgentsService } from './modules/agents/agents.service.js';
 import type { AuditLog } from './modules/audit/audit.service.js';
 import type { CommitService } from './modules/entries/entries.commit.js';
@@ -49,8 +49,8 @@ export interface Loaders {
 
 export interface Context {
   principal: Principal | null;
-  /** A token was given but is unknown or revoked. */
-  tokenRejected: boolean;
+  /** Why there is no principal (see credentialsProblem); undefined when there is one. */
+  unauthenticatedReason: string | undefined;
   services: Services;
   loaders: Loaders;
   /** The caller's principal now (null once its token is revoked): long subscriptions re-check it. */
@@ -103,7 +103,7 @@ export async function createContext(
   const principal = token === undefined ? null : await services.authenticator.authenticate(token);
   return {
     principal,
-    tokenRejected: token !== undefined && principal === null,
+    unauthenticatedReason: principal ? undefined : credentialsProblem(token, source.connectionParams ? 'socket' : 'http'),
     services,
     loaders: new RequestLoaders(services, principal?.tenantId ?? ''),
     reauthenticate: async () => (token === undefined ? null : services.authenticator.authenticate(token)),

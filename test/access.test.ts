@@ -478,6 +478,7 @@ describe('READER and AGENT tokens', () => {
     for (const [name, query, variables] of mutations) {
       const response = await gw.gql(token, query, variables);
       expect(codeOf(response), name).toBe('FORBIDDEN');
+      expect(response.errors?.[0]?.message, name).toBe('READER tokens cannot write');
       expect(dataOf(response), name).toBeNull();
     }
 
@@ -506,30 +507,51 @@ describe('READER and AGENT tokens', () => {
     const newNamespace = unique('new');
     const newAgent = unique('new-agent');
 
-    const mutations: [string, string, Record<string, unknown>][] = [
-      ['createNamespace', 'mutation($name: String!) { createNamespace(input: { name: $name }) { name } }', { name: newNamespace }],
+    const mutations: [string, string, Record<string, unknown>, string][] = [
+      [
+        'createNamespace',
+        'mutation($name: String!) { createNamespace(input: { name: $name }) { name } }',
+        { name: newNamespace },
+        'Agents cannot create namespaces',
+      ],
       [
         'updateNamespace',
         'mutation($name: String!) { updateNamespace(input: { name: $name, openAccess: true }) { name } }',
         { name: restricted },
+        'Agents cannot change namespaces',
       ],
-      ['deleteNamespace', 'mutation($name: String!) { deleteNamespace(name: $name) }', { name: readOnly }],
-      ['grantAccess (to itself)', GRANT, { ns: restricted, agent: id, perm: 'WRITE' }],
-      ['grantAccess (upgrade)', GRANT, { ns: readOnly, agent: id, perm: 'WRITE' }],
-      ['revokeAccess', REVOKE_ACCESS, { ns: readOnly, agent: id }],
-      ['registerAgent', REGISTER, { id: newAgent }],
+      [
+        'deleteNamespace',
+        'mutation($name: String!) { deleteNamespace(name: $name) }',
+        { name: readOnly },
+        'Agents cannot delete namespaces',
+      ],
+      ['grantAccess (to itself)', GRANT, { ns: restricted, agent: id, perm: 'WRITE' }, 'Agents cannot grant access'],
+      ['grantAccess (upgrade)', GRANT, { ns: readOnly, agent: id, perm: 'WRITE' }, 'Agents cannot grant access'],
+      ['revokeAccess', REVOKE_ACCESS, { ns: readOnly, agent: id }, 'Agents cannot revoke access'],
+      ['registerAgent', REGISTER, { id: newAgent }, 'Agents cannot register agents'],
       [
         'createToken',
         'mutation($name: String!) { createToken(input: { name: $name, role: ADMIN }) { token } }',
         { name: unique('escalate') },
+        'Agents cannot create tokens',
       ],
-      ['revokeToken', REVOKE_TOKEN, { id: reader.id }],
-      ['deregisterAgent (another)', DEREGISTER, { id: otherId }],
-      ['deregisterAgent (itself)', DEREGISTER, { id }],
+      ['revokeToken', REVOKE_TOKEN, { id: reader.id }, 'Agents cannot revoke tokens'],
+      ['deregisterAgent (another)', DEREGISTER, { id: otherId }, 'Agents cannot deregister agents'],
+      ['deregisterAgent (itself)', DEREGISTER, { id }, 'Agents cannot deregister agents'],
+      ['updateConfig', 'mutation { updateConfig(patch: { activeWindowSeconds: 1 }) }', {}, "Agents cannot change the tenant's config"],
+      ['importState', 'mutation { importState(data: { namespaces: [] }) }', {}, 'Agents cannot import state'],
+      [
+        'createTenant',
+        'mutation { createTenant(name: "escape") { token } }',
+        {},
+        'Only the bootstrap admin token of tenant default may create tenants',
+      ],
     ];
-    for (const [name, query, variables] of mutations) {
+    for (const [name, query, variables, message] of mutations) {
       const response = await gw.gql(agent, query, variables);
       expect(codeOf(response), name).toBe('FORBIDDEN');
+      expect(response.errors?.[0]?.message, name).toBe(message);
       expect(dataOf(response), name).toBeNull();
     }
 
@@ -564,11 +586,107 @@ describe('READER and AGENT tokens', () => {
     ] as const) {
       const one = await gw.gql(token, GRANTS, { name: ns });
       expect(codeOf(one), who).toBe('FORBIDDEN');
+      expect(one.errors?.[0]?.message, who).toBe(who === 'agent' ? 'Agents cannot read grants' : 'READER tokens cannot read grants');
       expect(one.data?.namespace ?? null, who).toBeNull();
       const all = await gw.gql(token, '{ namespaces { name grants { agentId permission } } }');
       expect(codeOf(all), who).toBe('FORBIDDEN');
       expect(JSON.stringify(all.data ?? null), who).not.toContain('"grants"');
     }
+  });
+});
+
+describe('refusals that say why', () => {
+  const messageOf = (response: GraphQLResponse) => response.errors?.[0]?.message;
+
+  it('tells a READER its token cannot write, and which admin-only read it cannot make', async () => {
+    const { token } = await gw.createToken(unique('reader'), 'READER');
+    const writes: [string, Record<string, unknown>][] = [
+      ['mutation { addInsight(input: { type: "t", content: 1 }) { id } }', {}],
+      ['mutation { recordOptimization(input: { type: "t", success: true }) { id } }', {}],
+      ['mutation { updateSystemState(patch: { a: 1 }) }', {}],
+      ['mutation { commit(input: { operations: [{ set: { namespace: "common", key: "k", value: 1 } }] }) { revision } }', {}],
+      ['mutation { heartbeat(input: { status: IDLE }) { id } }', {}],
+    ];
+    for (const [query, variables] of writes) {
+      const response = await gw.gql(token, query, variables);
+      expect(codeOf(response), query).toBe('FORBIDDEN');
+      expect(messageOf(response), query).toBe('READER tokens cannot write');
+    }
+    for (const [query, message] of [
+      ['{ auditLog { id } }', 'READER tokens cannot read the audit log'],
+      ['{ exportState }', 'READER tokens cannot export state'],
+    ] as const) {
+      const response = await gw.gql(token, query);
+      expect(codeOf(response), query).toBe('FORBIDDEN');
+      expect(messageOf(response), query).toBe(message);
+    }
+  });
+
+  it('tells an admin token that an agent reports heartbeats, metrics and errors as itself', async () => {
+    const reports: [string, string][] = [
+      ['mutation { heartbeat(input: { status: IDLE }) { id } }', 'Admin tokens do not send heartbeats (an agent reports as itself)'],
+      ['mutation { recordMetrics(metrics: [{ name: "m", value: 1 }]) }', 'Admin tokens do not record metrics (an agent reports as itself)'],
+      [
+        'mutation { reportError(input: { type: "t", message: "m" }) { id } }',
+        'Admin tokens do not report errors (an agent reports as itself)',
+      ],
+    ];
+    for (const [query, message] of reports) {
+      const response = await gw.gql(ADMIN_TOKEN, query);
+      expect(codeOf(response), query).toBe('FORBIDDEN');
+      expect(messageOf(response), query).toBe(message);
+    }
+  });
+
+  it('tells an agent that may read a namespace but not write it so, naming the namespace, on every write', async () => {
+    const readOnly = await createNamespace('read-only', { openAccess: false });
+    const id = unique('agent');
+    const agent = await gw.registerAgent(id);
+    await grant(readOnly, id, 'READ');
+    const key = unique('key');
+    const writes: [string, Record<string, unknown>, string][] = [
+      [SET, { ns: readOnly, key, value: 1 }, readOnly],
+      ['mutation($ns: String!) { deleteEntry(input: { namespace: $ns, key: "k" }) }', { ns: readOnly }, readOnly],
+      ['mutation($ns: String!) { incrementEntry(input: { namespace: $ns, key: "k" }) { version } }', { ns: readOnly }, readOnly],
+      [
+        'mutation($ns: String!) { commit(input: { operations: [{ set: { namespace: "common", key: "k", value: 1 } }, { set: { namespace: $ns, key: "k", value: 1 } }] }) { revision } }',
+        { ns: readOnly },
+        readOnly,
+      ],
+      [SET, { ns: 'system', key, value: 1 }, 'system'],
+      ['mutation { updateSystemState(patch: { a: 1 }) }', {}, 'system'],
+    ];
+    for (const [query, variables, namespace] of writes) {
+      const response = await gw.gql(agent, query, variables);
+      expect(codeOf(response), query).toBe('FORBIDDEN');
+      expect(messageOf(response), query).toBe(`This agent may read ${namespace} but not write it`);
+    }
+    expect(await adminEntry(readOnly, key)).toBeNull();
+    expect((await gw.ok(ADMIN_TOKEN, ENTRY, { ns: 'common', key: 'k' })).entry).toBeNull();
+  });
+
+  it('answers an agent about namespaces it cannot see byte for byte alike, whether they exist or not', async () => {
+    const restricted = await createNamespace('hidden', { openAccess: false });
+    const unlisted = await createNamespace('unlisted');
+    await adminSet(restricted, 'k', { secret: true });
+    const agent = await gw.registerAgent(unique('agent'), [restricted]);
+    const name = 'the-namespace';
+    const attempts = [
+      'query($ns: String!) { entryHistory(namespace: $ns, key: "k") { version } }',
+      'mutation($ns: String!) { patchEntry(input: { namespace: $ns, key: "k", patch: {} }) { version } }',
+      'mutation($ns: String!) { deleteEntry(input: { namespace: $ns, key: "k", expectedVersion: 1 }) }',
+      'mutation($ns: String!) { restoreEntry(input: { namespace: $ns, key: "k", version: 1 }) { version } }',
+      'mutation($ns: String!) { commit(input: { conditions: [{ namespace: $ns, key: "k", version: 1 }], operations: [{ set: { namespace: "common", key: "c", value: 1 } }] }) { revision } }',
+      'mutation($ns: String!) { commit(input: { operations: [{ delete: { namespace: $ns, key: "k" } }] }) { revision } }',
+      'query($ns: String!) { namespace(name: $ns) { name } }',
+    ];
+    for (const query of attempts) {
+      const text = async (ns: string) => JSON.stringify(await gw.gql(agent, query, { ns })).replaceAll(ns, name);
+      const onMissing = await text(unique('missing'));
+      expect(onMissing, query).toContain('This agent has no access to that namespace, or it does not exist');
+      for (const hidden of [restricted, unlisted]) expect(await text(hidden), query).toBe(onMissing);
+    }
+    expect(await adminEntry(restricted, 'k')).toEqual({ value: { secret: true }, version: 1 });
   });
 });
 
@@ -600,6 +718,30 @@ describe('authentication', () => {
         expect(codeOf(response), `${token} ${query}`).toBe('UNAUTHENTICATED');
         expect(dataOf(response)).toBeNull();
       }
+    }
+    expect(await adminEntry('common', key)).toBeNull();
+  });
+
+  it('tells a caller what to send when its Authorization header is missing, not "Bearer <token>", or names no token', async () => {
+    const key = unique('malformed');
+    const cases: [string | null, string][] = [
+      [null, 'A token is required: send Authorization: Bearer <token>'],
+      [ADMIN_TOKEN, 'Malformed Authorization header: send Authorization: Bearer <token>'],
+      [`Token ${ADMIN_TOKEN}`, 'Malformed Authorization header: send Authorization: Bearer <token>'],
+      ['Bearer', 'Malformed Authorization header: send Authorization: Bearer <token>'],
+      [`Bearer ${unique('unknown-token')}`, 'The token is unknown or revoked'],
+    ];
+    for (const [authorization, message] of cases) {
+      const response = await fetch(gw.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(authorization === null ? {} : { authorization }) },
+        body: JSON.stringify({ query: SET, variables: { ns: 'common', key, value: 1 } }),
+      });
+      const body = (await response.json()) as GraphQLResponse;
+      expect(
+        body.errors?.map((error) => [error.extensions?.code, error.message]),
+        String(authorization),
+      ).toEqual([['UNAUTHENTICATED', message]]);
     }
     expect(await adminEntry('common', key)).toBeNull();
   });

@@ -507,6 +507,84 @@ describe('versions and compare-and-set', () => {
   });
 });
 
+describe('compare-and-set under contention', () => {
+  const CONTENDERS = 20;
+  const COMMIT = 'mutation($input: CommitInput!) { commit(input: $input) { revision } }';
+
+  /**
+   * Sends one request per contender at once; exactly one must win, and every loser must be told the
+   * version stored when it answered. Nothing else writes the key meanwhile, so that is the version
+   * read after the race — the winner's.
+   */
+  async function race(token: string, query: string, inputOf: (contender: number) => Record<string, unknown>, read: () => Promise<number>) {
+    const responses = await Promise.all(range(1, CONTENDERS).map((contender) => call(token, query, { input: inputOf(contender) })));
+    const winners = responses.filter((response) => !response.errors?.length);
+    expect(winners, shorten(JSON.stringify(responses))).toHaveLength(1);
+    const stored = await read();
+    const reported = responses.flatMap((response) => response.errors ?? []).map((error) => error.extensions);
+    expect(reported).toHaveLength(CONTENDERS - 1);
+    for (const extensions of reported) expect(extensions).toMatchObject({ code: 'VERSION_CONFLICT', currentVersion: stored });
+    return stored;
+  }
+
+  it('tells every loser of a race the version stored when it answered, for every kind of write', async () => {
+    const { ns, agent } = await namespaceWithAgent('cas-race');
+    const at = { namespace: ns, key: 'k' };
+    const version = async () => (await readEntry(agent, ns, 'k'))?.version ?? 0;
+
+    expect(await race(agent, SET, (i) => ({ ...at, value: i, expectedVersion: 0 }), version)).toBe(1);
+    expect(await race(agent, SET, (i) => ({ ...at, value: i, expectedVersion: 1 }), version)).toBe(2);
+    expect(await race(agent, PATCH, (i) => ({ ...at, patch: { i }, expectedVersion: 2 }), version)).toBe(3);
+    expect(await race(agent, DELETE, () => ({ ...at, expectedVersion: 3 }), version)).toBe(0);
+    // versions go on after the delete (version 4)
+    const created = () => ({ operations: [{ set: { ...at, value: 'commit', expectedVersion: 0 } }] });
+    expect(await race(agent, COMMIT, created, version)).toBe(5);
+    const conditioned = () => ({ conditions: [{ ...at, version: 5 }], operations: [{ set: { ...at, value: 'conditioned' } }] });
+    expect(await race(agent, COMMIT, conditioned, version)).toBe(6);
+  });
+
+  it('lets clients that retry at the reported version all succeed, each version once', async () => {
+    const { ns, agent } = await namespaceWithAgent('cas-retry');
+    const conflicts: { expected: number; reported: unknown }[] = [];
+    const client = async (contender: number) => {
+      let expectedVersion = 0;
+      // Each conflict means another client's write landed after the version this one knew.
+      for (let attempt = 1; attempt <= CONTENDERS; attempt++) {
+        const response = await call(agent, SET, { input: { namespace: ns, key: 'k', value: contender, expectedVersion } });
+        if (!response.errors?.length) return response.data.setEntry.version as number;
+        const [error] = response.errors;
+        expect(error?.extensions?.code, shorten(JSON.stringify(response))).toBe('VERSION_CONFLICT');
+        conflicts.push({ expected: expectedVersion, reported: error?.extensions?.currentVersion });
+        expectedVersion = Number(error?.extensions?.currentVersion);
+      }
+      throw new Error(`contender ${contender} did not succeed in ${CONTENDERS} attempts`);
+    };
+    const versions = await Promise.all(range(1, CONTENDERS).map(client));
+    expect(versions.sort((a, b) => a - b)).toEqual(range(1, CONTENDERS));
+    // A conflict that reports the very version the client sent would send it back to the same conflict.
+    expect(conflicts.filter(({ expected, reported }) => reported === expected)).toEqual([]);
+    expect((await readEntry(agent, ns, 'k'))?.version).toBe(CONTENDERS);
+  });
+
+  it('tells increments that lose the key to a value that is not a number exactly that', async () => {
+    const { ns, agent } = await namespaceWithAgent('increment-race');
+    await setEntry(agent, { namespace: ns, key: 'k', value: 1 });
+    const increment = () => call(agent, INCREMENT, { input: { namespace: ns, key: 'k' } });
+    const responses = await Promise.all([
+      ...range(1, CONTENDERS / 2).map(increment),
+      call(agent, SET, { input: { namespace: ns, key: 'k', value: 'text' } }),
+      ...range(1, CONTENDERS / 2).map(increment),
+    ]);
+    const refusals = responses.flatMap((response) => response.errors ?? []);
+    for (const error of refusals) {
+      expect(error).toMatchObject({ message: 'The value of k is not a number', extensions: { code: 'BAD_USER_INPUT', field: 'key' } });
+    }
+    const stored = await readEntry(agent, ns, 'k');
+    expect(stored?.value).toBe('text');
+    expect(refusals).toHaveLength(CONTENDERS + 2 - (stored?.version ?? 0));
+  });
+});
+
 describe('patchEntry (RFC 7396 merge patch)', () => {
   it('merges objects recursively, removes keys patched with null and replaces arrays', async () => {
     const { ns, agent } = await namespaceWithAgent('patch');

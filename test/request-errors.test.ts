@@ -69,15 +69,86 @@ describe('request errors', () => {
     }
   });
 
-  it('answers a body that is not JSON without internals', async () => {
-    const response = await gw.app.fetch('http://localhost/graphql', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_TOKEN}` },
-      body: '{"query": ',
+  /** A POST over a real connection, answered as status, media type and parsed body. */
+  async function post(headers: Record<string, string>, body?: string) {
+    const response = await fetch(gw.url, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...headers }, body });
+    return {
+      status: response.status,
+      type: response.headers.get('content-type'),
+      body: (await response.json()) as Record<string, unknown>,
+    };
+  }
+
+  const JSON_BODY = { 'content-type': 'application/json' };
+
+  describe.each([
+    ['application/json', 'application/json'],
+    ['application/graphql-response+json', 'application/graphql-response+json'],
+    ['no Accept', 'application/json'],
+  ])('for a client that accepts %s', (accept, answered) => {
+    const headers = accept === 'no Accept' ? JSON_BODY : { ...JSON_BODY, accept };
+
+    it('answers a body that is not JSON with 400 and BAD_USER_INPUT on the body, without internals', async () => {
+      for (const body of ['{"query": ', 'NONSENSE']) {
+        const answer = await post(headers, body);
+        expect(answer, body).toEqual({
+          status: 400,
+          type: `${answered}; charset=utf-8`,
+          body: { errors: [{ message: expect.any(String), extensions: { code: 'BAD_USER_INPUT', field: 'body' } }] },
+        });
+      }
     });
-    const text = await response.text();
-    expect(text).toContain('BAD_USER_INPUT');
-    expect(text).not.toMatch(/SyntaxError|originalError|at .*\.js/);
+
+    it('answers a POST without a body with 400, saying what to send', async () => {
+      const answer = await post(headers);
+      expect(answer.status).toBe(400);
+      expect(answer.body).toEqual({
+        errors: [
+          {
+            message: 'The request has no body: send a JSON object such as {"query": "{ viewer { role } }"}',
+            extensions: { code: 'BAD_USER_INPUT', field: 'body' },
+          },
+        ],
+      });
+    });
+
+    it('answers a missing query or an unknown parameter with 400 naming it', async () => {
+      for (const [body, field] of [
+        [{}, 'query'],
+        [{ qeury: '{ viewer { role } }' }, 'qeury'],
+      ] as const) {
+        const answer = await post(headers, JSON.stringify(body));
+        expect(answer.status, JSON.stringify(body)).toBe(400);
+        expect(answer.body.errors).toEqual([expect.objectContaining({ extensions: { code: 'BAD_USER_INPUT', field } })]);
+      }
+    });
+  });
+
+  it('answers a document that does not validate with 200 for application/json and 400 for application/graphql-response+json', async () => {
+    const query = JSON.stringify({ query: '{ nope }' });
+    const plain = await post({ ...JSON_BODY, accept: 'application/json' }, query);
+    const strict = await post({ ...JSON_BODY, accept: 'application/graphql-response+json' }, query);
+    expect([plain.status, strict.status]).toEqual([200, 400]);
+    for (const answer of [plain, strict])
+      expect(answer.body.errors).toEqual([expect.objectContaining({ extensions: { code: 'BAD_USER_INPUT' } })]);
+  });
+
+  it('answers a POST without Content-Type, or with one that is not JSON, with 415 naming application/json', async () => {
+    for (const headers of [{}, { 'content-type': 'text/plain' }] as Record<string, string>[]) {
+      const answer = await post(headers, JSON.stringify({ query: '{ viewer { role } }' }));
+      expect(answer, JSON.stringify(headers)).toEqual({
+        status: 415,
+        type: 'application/json; charset=utf-8',
+        body: {
+          errors: [
+            {
+              message: 'Send the body as JSON with the header Content-Type: application/json, e.g. {"query": "{ viewer { role } }"}',
+              extensions: { code: 'BAD_USER_INPUT', field: 'Content-Type' },
+            },
+          ],
+        },
+      });
+    }
   });
 
   it('sends no CORS headers unless origins are configured', async () => {

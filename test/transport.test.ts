@@ -267,19 +267,32 @@ describe('transport', () => {
     it('closes with 4403 a connection_init that carries a bad token', async () => {
       const socket = await openRaw(gw.wsUrl);
       socket.send({ type: 'connection_init', payload: { authorization: 'Bearer nope' } });
-      const { code } = await within(socket.closed, 5_000, 'closing the socket');
-      expect(code).toBe(4403);
+      const closed = await within(socket.closed, 5_000, 'closing the socket');
+      expect(closed).toEqual({ code: 4403, reason: 'The token is unknown or revoked' });
       expect(socket.messages.map((message) => message.type)).not.toContain('connection_ack');
     });
 
-    it('closes with 4401 a socket that subscribes without having given a token', async () => {
+    it('closes with 4401 a socket that subscribes without having given a token, saying what to send', async () => {
       const socket = await openRaw(gw.wsUrl);
       socket.send({ type: 'connection_init', payload: {} });
       await socket.nextOf('connection_ack');
       socket.send({ id: '1', type: 'subscribe', payload: { query: 'subscription { entryChanged { revision key } }' } });
-      const { code } = await within(socket.closed, 5_000, 'closing the socket');
-      expect(code).toBe(4401);
+      const closed = await within(socket.closed, 5_000, 'closing the socket');
+      expect(closed).toEqual({ code: 4401, reason: 'A token is required: send connectionParams: { authorization: "Bearer <token>" }' });
       expect(socket.messages.map((message) => message.type)).toEqual(['connection_ack']);
+    });
+
+    it('closes with 4403 a connection_init whose authorization is not "Bearer <token>", saying the form it expects', async () => {
+      for (const authorization of [ADMIN_TOKEN, `Token ${ADMIN_TOKEN}`, 'Bearer']) {
+        const socket = await openRaw(gw.wsUrl);
+        socket.send({ type: 'connection_init', payload: { authorization } });
+        const closed = await within(socket.closed, 5_000, 'closing the socket');
+        expect(closed, authorization).toEqual({
+          code: 4403,
+          reason: 'Malformed authorization: send connectionParams: { authorization: "Bearer <token>" }',
+        });
+        expect(socket.messages.map((message) => message.type)).not.toContain('connection_ack');
+      }
     });
 
     it('acknowledges a good token and streams its subscription', async () => {

@@ -28,8 +28,10 @@ export class StatehouseError extends Error {
 
 export const unauthenticated = (message = 'A valid token is required') => new StatehouseError('UNAUTHENTICATED', message);
 
-/** Also the answer for a namespace that does not exist, so that names do not leak. */
 export const forbidden = (message = 'Not allowed') => new StatehouseError('FORBIDDEN', message);
+
+/** An agent's answer for a namespace it cannot see, the same whether it exists or not, so that names do not leak. */
+export const unreachableNamespace = () => forbidden('This agent has no access to that namespace, or it does not exist');
 
 export const notFound = (message: string) => new StatehouseError('NOT_FOUND', message);
 

@@ -2,8 +2,9 @@ import SchemaBuilder from '@pothos/core';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import type { Principal } from '../auth/principal.js';
 import type { Context } from '../context.js';
-import { badInput, forbidden, notFound, unauthenticated } from '../domain/errors.js';
+import { badInput, forbidden, notFound } from '../domain/errors.js';
 import { checkNamespace } from '../domain/names.js';
+import { refusal } from './refusals.js';
 
 export interface PothosTypes {
   Context: Context;
@@ -48,7 +49,11 @@ async function namespaceScope(context: Context, name: string, needed: 'READ' | '
   if (!principal) return false;
   const permission = await context.services.access.permission(principal, name);
   if (permission === null && principal.role !== 'AGENT') throw notFound(`Namespace ${name} does not exist`);
-  return permission === 'WRITE' || (permission === 'READ' && needed === 'READ');
+  // A namespace the caller can read is no secret: say why it may not write there.
+  if (permission === 'READ' && needed === 'WRITE') {
+    throw forbidden(principal.role === 'READER' ? 'READER tokens cannot write' : `This agent may read ${name} but not write it`);
+  }
+  return permission !== null;
 }
 
 export const builder = new SchemaBuilder<PothosTypes>({
@@ -56,8 +61,7 @@ export const builder = new SchemaBuilder<PothosTypes>({
   defaultFieldNullability: false,
   scopeAuth: {
     authorizeOnSubscribe: true,
-    unauthorizedError: (_parent, context) =>
-      context.principal ? forbidden() : unauthenticated(context.tokenRejected ? 'The token is unknown or revoked' : undefined),
+    unauthorizedError: (_parent, context, info, result) => refusal(context, info, result.failure),
     authScopes: (context) => ({
       authenticated: context.principal !== null,
       admin: context.principal?.role === 'ADMIN',

@@ -24,6 +24,11 @@ const REQUEST_ERROR_CODES = new Set([
  */
 function fieldOf(error: GraphQLError): string | undefined {
   const { message } = error;
+  // Yoga's checks of the request's body and parameters.
+  if (message.startsWith('POST body ') || message.startsWith('Expected params ')) return 'body';
+  if (message === 'Must provide query string.') return 'query';
+  const parameter = /^Expected "(\w+)" param|^Unexpected parameter "(\w+)"/.exec(message);
+  if (parameter) return parameter[1] ?? parameter[2];
   const missing = /Field "([A-Za-z_]\w*)" of required type/.exec(message)?.[1];
   if (missing) return missing;
   const path = /\bat "([^"]+)"/.exec(message)?.[1];
@@ -103,10 +108,12 @@ export function contractError(error: unknown): GraphQLError | undefined {
   }
   if (graphQLError && !graphQLError.path && REQUEST_ERROR_CODES.has(graphQLError.extensions?.code as string | undefined)) {
     const field = graphQLError.extensions?.field ?? fieldOf(graphQLError);
-    const { http } = graphQLError.extensions ?? {};
+    // Yoga marks a body that is not JSON and missing parameters `spec`, and then answers them with 200
+    // when the client accepts application/json; GraphQL over HTTP says 400 for both media types.
+    const { spec: _, ...http } = (graphQLError.extensions?.http ?? {}) as { spec?: boolean };
     return new GraphQLError(graphQLError.message, {
       ...location,
-      extensions: { code: 'BAD_USER_INPUT', ...(field ? { field } : {}), ...(http ? { http } : {}) },
+      extensions: { code: 'BAD_USER_INPUT', ...(field ? { field } : {}), ...(Object.keys(http).length > 0 ? { http } : {}) },
     });
   }
   if (graphQLError && (!original || original instanceof GraphQLError)) return graphQLError;

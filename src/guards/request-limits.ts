@@ -32,10 +32,23 @@ async function readLimited(request: Request, limit: number): Promise<string> {
 const tooLarge = (limit: number) =>
   requestError('PAYLOAD_TOO_LARGE', `The request body is larger than ${limit} bytes`, 413, { field: 'body', limit });
 
+const EXAMPLE_BODY = '{"query": "{ viewer { role } }"}';
+
+/** Yoga would answer a bare 415: say what it takes. */
+const unsupportedMediaType = () =>
+  requestError('BAD_USER_INPUT', `Send the body as JSON with the header Content-Type: application/json, e.g. ${EXAMPLE_BODY}`, 415, {
+    field: 'Content-Type',
+  });
+
+/** Yoga would call it invalid JSON. */
+const noBody = () =>
+  requestError('BAD_USER_INPUT', `The request has no body: send a JSON object such as ${EXAMPLE_BODY}`, 400, { field: 'body' });
+
 /**
  * Limits of a request before any GraphQL work: the body (twice the tenant's `maxValueBytes`, so
  * that an over-large value is answered with PAYLOAD_TOO_LARGE naming it rather than a bare 413) and
- * the number of operations in a batched request (`maxBatchOperations`).
+ * the number of operations in a batched request (`maxBatchOperations`). A POST that no parser takes
+ * (no or another Content-Type) or that has no body is refused here, saying what to send.
  *
  * A body with a Content-Length within the default limit needs no lookup: a tenant with lower limits
  * still refuses the value itself. Only larger or unannounced (chunked) bodies are measured against
@@ -52,15 +65,19 @@ export function useRequestLimits(services: Services): Plugin {
     onRequestParse: async ({ request, requestParser, setRequestParser }) => {
       let limits: TenantConfig['limits'] | undefined;
       if (request.method === 'POST') {
+        // Yoga's parsers come first: none took a POST whose Content-Type is missing or not GraphQL's.
+        if (!requestParser) throw unsupportedMediaType();
         const announced = request.headers.get('content-length');
+        if (announced === '0') throw noBody();
         const length = announced === null ? null : Number(announced);
         if (length === null || length > 2 * DEFAULTS.maxValueBytes) {
           limits = await limitsOf(request);
           const bodyLimit = 2 * limits.maxValueBytes;
           if (length !== null && length > bodyLimit) throw tooLarge(bodyLimit);
-          if (length === null && requestParser) {
+          if (length === null) {
             setRequestParser(async (original) => {
               const text = await readLimited(original, bodyLimit);
+              if (text.trim() === '') throw noBody();
               return requestParser(new Request(original.url, { method: 'POST', headers: original.headers, body: text }));
             });
           }

@@ -3,6 +3,7 @@ import { builder } from '../../graphql/builder.js';
 import { live, untilRevoked } from '../../graphql/live.js';
 import { principalOf } from '../../graphql/principal.js';
 import { type Agent, reviveAgent } from './agents.service.js';
+import { refusedTo } from '../../graphql/refusals.js';
 
 const AgentStatus = builder.enumType('AgentStatus', {
   description: 'What an agent last reported in its heartbeat',
@@ -110,6 +111,7 @@ builder.mutationFields((t) => ({
     description:
       "Records that the calling agent is alive, with its status and data; it counts as active for the tenant's activeWindowSeconds. AGENT tokens only, for their own agent",
     args: { input: t.arg({ type: HeartbeatInput, required: true, description: 'Its status and data' }) },
+    unauthorizedError: refusedTo('send heartbeats'),
     resolve: (_root, { input }, context) => context.services.agents.heartbeat(context.principal.tenantId, context.principal.agentId, input),
   }),
   registerAgent: t.field({
@@ -117,6 +119,7 @@ builder.mutationFields((t) => ({
     description: 'Registers an agent and issues its AGENT token (shown once). ADMIN only',
     args: { input: t.arg({ type: RegisterAgentInput, required: true, description: 'The agent' }) },
     authScopes: { admin: true },
+    unauthorizedError: refusedTo('register agents'),
     resolve: (_root, { input }, context) =>
       context.services.agents.register(principalOf(context).tenantId, {
         ...input,
@@ -128,6 +131,7 @@ builder.mutationFields((t) => ({
       'Removes an agent with its grants; its tokens stop working at once and its open subscriptions end. false when there was no such agent. ADMIN only',
     args: { id: t.arg.id({ required: true, description: "The agent's id" }) },
     authScopes: { admin: true },
+    unauthorizedError: refusedTo('deregister agents'),
     resolve: (_root, args, context) => context.services.agents.deregister(principalOf(context).tenantId, String(args.id)),
   }),
 }));

@@ -15,6 +15,7 @@ import { contractError } from '../../graphql/errors.js';
 import { principalOf } from '../../graphql/principal.js';
 import { Role } from '../tokens/tokens.graphql.js';
 import type { AuditEvent } from './audit.service.js';
+import { refusedTo } from '../../graphql/refusals.js';
 
 const AuditOutcomeEnum = builder.enumType('AuditOutcome', {
   description: 'How an audited operation ended',
@@ -51,6 +52,7 @@ builder.queryFields((t) => ({
       first: t.arg.int({ defaultValue: 100, description: 'How many, 1 to 1000' }),
     },
     authScopes: { admin: true },
+    unauthorizedError: refusedTo('read the audit log'),
     resolve: (_root, args, context) => context.services.audit.list(principalOf(context).tenantId, args),
   }),
 }));

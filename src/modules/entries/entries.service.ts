@@ -449,13 +449,12 @@ export class EntriesService {
       expected === null ? sql`true` : sql`(CASE WHEN e.deleted OR e.expires_at <= now() THEN 0 ELSE e.version END) = ${expected}`;
     const query = sql`
       WITH locked AS (${keyLock(tenantId, namespace, scope, key)}),
-      prev AS (
-        SELECT version, deleted OR coalesce(expires_at <= now(), false) AS gone, value
-        FROM entries WHERE tenant_id = ${tenantId} AND namespace = ${namespace} AND scope = ${scope} AND key = ${key}
+      existing AS (
+        SELECT 1 FROM entries WHERE tenant_id = ${tenantId} AND namespace = ${namespace} AND scope = ${scope} AND key = ${key}
       ), up AS (
         INSERT INTO entries AS e (tenant_id, namespace, scope, key, value, version, revision, deleted, created_at, updated_at, updated_by, expires_at)
         SELECT ${tenantId}, ${namespace}, ${scope}, ${key}, ${value.inserted}, 1, ${CURRENT_REVISION}, false, locked.at, locked.at, ${actor}, ${value.expiresAt}
-        FROM locked WHERE ${expected === null || expected === 0 ? sql`true` : sql`EXISTS (SELECT 1 FROM prev)`}
+        FROM locked WHERE ${expected === null || expected === 0 ? sql`true` : sql`EXISTS (SELECT 1 FROM existing)`}
         ON CONFLICT (tenant_id, namespace, scope, key) DO UPDATE SET
           value = ${value.updated},
           version = e.version + 1,
@@ -472,25 +471,42 @@ export class EntriesService {
         SELECT tenant_id, revision, namespace, scope, key, 'SET', version, value, updated_by, updated_at FROM up
       )
       SELECT up.namespace, up.scope, up.key, up.value, up.version, up.revision::text AS revision, up.created_at,
-             up.updated_at, up.updated_by, up.expires_at,
-             (SELECT CASE WHEN gone THEN 0 ELSE version END FROM prev) AS current_version,
-             (SELECT NOT gone AND jsonb_typeof(value) <> 'number' FROM prev) AS not_a_number
+             up.updated_at, up.updated_by, up.expires_at
       FROM (SELECT 1) AS one LEFT JOIN up ON true`;
-    type Row = EntryRow & { current_version: number | null; not_a_number: boolean | null };
     const needsCheck = check?.schema !== null && check?.schema !== undefined;
-    const row = needsCheck
-      ? await this.database.transaction(async (rows) => {
-          const [written] = await rows<Row>(query);
-          if (written?.version !== null && written?.version !== undefined) validateValue(check?.schema, written.value);
-          return written;
-        })
-      : (await this.database.rows<Row>(query))[0];
-    if (!row || row.version === null || row.version === undefined) {
-      if (value.condition) throw row?.not_a_number ? new NotANumber() : outOfRange();
-      throw versionConflict(row?.current_version ?? 0);
+    for (let attempt = 1; ; attempt++) {
+      const row = needsCheck
+        ? await this.database.transaction(async (rows) => {
+            const [written] = await rows<EntryRow>(query);
+            if (written?.version !== null && written?.version !== undefined) validateValue(check?.schema, written.value);
+            return written;
+          })
+        : (await this.database.rows<EntryRow>(query))[0];
+      if (row && row.version !== null && row.version !== undefined) {
+        this.bus.publish({ type: 'changes', tenantId, revision: row.revision });
+        return toEntry(row);
+      }
+      const current = await this.current(tenantId, at);
+      if (value.condition) throw current.notANumber ? new NotANumber() : outOfRange();
+      if (current.version === expected && attempt === 1) continue;
+      throw versionConflict(current.version);
     }
-    this.bus.publish({ type: 'changes', tenantId, revision: row.revision });
-    return toEntry(row);
+  }
+
+  /**
+   * A key's version (0 when absent) and whether its value is not a number, read after a write was
+   * refused. The write's statement cannot tell: it reads from its snapshot, taken before it waited
+   * for the key's lock, so the writer it waited for is not in it. A second read costs a round trip
+   * on the refusal only. If it shows the very version the write expected, the statement judged the
+   * entry absent while it was being created (its row is in no earlier snapshot): the write is tried
+   * once more — the row now exists for every later snapshot.
+   */
+  private async current(tenantId: string, at: { namespace: string; scope: string; key: string }) {
+    const [row] = await this.database.rows<{ version: number; not_a_number: boolean }>(sql`
+      SELECT CASE WHEN ${LIVE} THEN version ELSE 0 END AS version, ${LIVE} AND jsonb_typeof(value) <> 'number' AS not_a_number
+      FROM entries
+      WHERE tenant_id = ${tenantId} AND namespace = ${at.namespace} AND scope = ${at.scope} AND key = ${at.key}`);
+    return { version: row?.version ?? 0, notANumber: row?.not_a_number ?? false };
   }
 
   async delete(principal: Principal, input: EntryAddress & { expectedVersion?: number | null }): Promise<boolean> {
@@ -498,30 +514,32 @@ export class EntriesService {
     const expected = this.checkExpectedVersion(input.expectedVersion);
     const { tenantId } = principal;
     await this.settings(tenantId, namespace);
-    const [row] = await this.database.rows<{ revision: string | null; current_version: number | null }>(sql`
-      WITH locked AS (${keyLock(tenantId, namespace, scope, key)}),
-      up AS (
-        UPDATE entries e SET deleted = true, value = NULL, version = e.version + 1, revision = ${CURRENT_REVISION},
-               updated_at = locked.at, updated_by = ${actorOf(principal)}, expires_at = NULL
-        FROM locked
-        WHERE tenant_id = ${tenantId} AND namespace = ${namespace} AND scope = ${scope} AND key = ${key}
-          AND NOT e.deleted AND (e.expires_at IS NULL OR e.expires_at > now())
-          ${expected === null ? sql.empty() : sql`AND e.version = ${expected}`}
-        RETURNING e.*
-      ), log AS (
-        INSERT INTO changes (tenant_id, revision, namespace, scope, key, op, version, value, actor, at)
-        SELECT tenant_id, revision, namespace, scope, key, 'DELETE', version, NULL, updated_by, updated_at FROM up
-      )
-      SELECT (SELECT revision::text FROM up) AS revision,
-             (SELECT CASE WHEN deleted OR coalesce(expires_at <= now(), false) THEN 0 ELSE version END FROM entries
-              WHERE tenant_id = ${tenantId} AND namespace = ${namespace} AND scope = ${scope} AND key = ${key}) AS current_version`);
-    if (row?.revision) {
-      this.bus.publish({ type: 'changes', tenantId, revision: row.revision });
-      return true;
+    for (let attempt = 1; ; attempt++) {
+      const [row] = await this.database.rows<{ revision: string | null }>(sql`
+        WITH locked AS (${keyLock(tenantId, namespace, scope, key)}),
+        up AS (
+          UPDATE entries e SET deleted = true, value = NULL, version = e.version + 1, revision = ${CURRENT_REVISION},
+                 updated_at = locked.at, updated_by = ${actorOf(principal)}, expires_at = NULL
+          FROM locked
+          WHERE tenant_id = ${tenantId} AND namespace = ${namespace} AND scope = ${scope} AND key = ${key}
+            AND NOT e.deleted AND (e.expires_at IS NULL OR e.expires_at > now())
+            ${expected === null ? sql.empty() : sql`AND e.version = ${expected}`}
+          RETURNING e.*
+        ), log AS (
+          INSERT INTO changes (tenant_id, revision, namespace, scope, key, op, version, value, actor, at)
+          SELECT tenant_id, revision, namespace, scope, key, 'DELETE', version, NULL, updated_by, updated_at FROM up
+        )
+        SELECT (SELECT revision::text FROM up) AS revision`);
+      if (row?.revision) {
+        this.bus.publish({ type: 'changes', tenantId, revision: row.revision });
+        return true;
+      }
+      if (expected === null) return false;
+      // As in upsert: the version after the lock, and once more if the statement missed a new entry.
+      const current = (await this.current(tenantId, { namespace, scope, key })).version;
+      if (current === 0 && expected === 0) return false;
+      if (current !== expected || attempt > 1) throw versionConflict(current);
     }
-    const current = row?.current_version ?? 0;
-    if (expected !== null && expected !== current) throw versionConflict(current);
-    return false;
   }
 
   /**

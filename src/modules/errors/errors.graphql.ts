@@ -2,6 +2,7 @@ import { builder } from '../../graphql/builder.js';
 import { live, untilRevoked } from '../../graphql/live.js';
 import { principalOf } from '../../graphql/principal.js';
 import { DEFAULT_ERROR_WINDOW_HOURS, type ErrorPattern, MAX_PATTERNS, revivePattern } from './errors.service.js';
+import { refusedTo } from '../../graphql/refusals.js';
 
 const ErrorPatternRef = builder.objectRef<ErrorPattern>('ErrorPattern').implement({
   description:
@@ -49,6 +50,7 @@ builder.mutationFields((t) => ({
     type: ErrorPatternRef,
     description: `Records an error of the calling agent under its pattern and returns the pattern, with count and agentIds of the last ${DEFAULT_ERROR_WINDOW_HOURS} hours. AGENT tokens only, as themselves`,
     args: { input: t.arg({ type: ReportErrorInput, required: true, description: 'The error' }) },
+    unauthorizedError: refusedTo('report errors'),
     resolve: (_root, { input }, context) => context.services.errors.report(context.principal.tenantId, context.principal.agentId, input),
   }),
 }));

@@ -9,6 +9,7 @@ import {
   type MetricSummary,
   reviveMetric,
 } from './metrics.service.js';
+import { refusedTo } from '../../graphql/refusals.js';
 
 const MetricRef = builder.objectRef<Metric>('Metric').implement({
   description: 'One recorded metric point',
@@ -107,6 +108,7 @@ builder.mutationFields((t) => ({
         description: "Up to the tenant's limits.maxMetricsPerCall (1000 by default) points",
       }),
     },
+    unauthorizedError: refusedTo('record metrics'),
     resolve: (_root, args, context) => context.services.metrics.record(context.principal.tenantId, context.principal.agentId, args.metrics),
   }),
 }));

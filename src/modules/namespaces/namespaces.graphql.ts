@@ -1,10 +1,11 @@
 import type { InputFieldBuilder } from '@pothos/core';
 import type { NamespaceAccess, NamespaceSettings } from '../../auth/access.js';
-import { badInput, forbidden } from '../../domain/errors.js';
+import { badInput, forbidden, unreachableNamespace } from '../../domain/errors.js';
 import { checkAgentId, checkNamespace } from '../../domain/names.js';
 import { builder, type SchemaTypes } from '../../graphql/builder.js';
 import { principalOf } from '../../graphql/principal.js';
 import type { AccessGrant } from './namespaces.service.js';
+import { refusedTo } from '../../graphql/refusals.js';
 
 export const Permission = builder.enumType('Permission', {
   description: 'What a caller may do in a namespace',
@@ -80,6 +81,7 @@ const NamespaceRef = builder.objectRef<NamespaceSettings>('Namespace').implement
       type: [AccessGrantRef],
       description: "The agents' explicit grants on it, by agent id. ADMIN only (FORBIDDEN for others)",
       authScopes: { admin: true },
+      unauthorizedError: refusedTo('read grants'),
       resolve: (namespace, _args, context) => context.loaders.grants.load(namespace.name),
     }),
   }),
@@ -177,7 +179,7 @@ builder.queryFields((t) => ({
       const name = checkNamespace(args.name, 'name');
       const { access } = context.services;
       if (!(await access.canRead(principal, name))) {
-        if (principal.role === 'AGENT') throw forbidden();
+        if (principal.role === 'AGENT') throw unreachableNamespace();
         return null;
       }
       return (await access.namespace(principal.tenantId, name)) ?? null;
@@ -192,7 +194,7 @@ builder.queryFields((t) => ({
     resolve: async (_root, args, context) => {
       const principal = principalOf(context);
       const agentId = checkAgentId(String(args.agentId), 'agentId');
-      if (principal.role === 'AGENT' && principal.agentId !== agentId) throw forbidden();
+      if (principal.role === 'AGENT' && principal.agentId !== agentId) throw forbidden('An agent may ask only about its own namespaces');
       const { access } = context.services;
       if (!(await access.agentExists(principal.tenantId, agentId))) throw badInput('agentId', `Agent ${agentId} is not registered`);
       return access.reachableByAgent(principal.tenantId, agentId);
@@ -206,6 +208,7 @@ builder.mutationFields((t) => ({
     description: 'Creates a namespace. ADMIN only',
     args: { input: t.arg({ type: CreateNamespaceInput, required: true, description: 'Its name and settings' }) },
     authScopes: { admin: true },
+    unauthorizedError: refusedTo('create namespaces'),
     resolve: (_root, { input }, context) => context.services.namespaces.create(principalOf(context).tenantId, input),
   }),
   updateNamespace: t.field({
@@ -213,6 +216,7 @@ builder.mutationFields((t) => ({
     description: "Changes a namespace's settings; access changes apply at once, to open subscriptions too. ADMIN only",
     args: { input: t.arg({ type: UpdateNamespaceInput, required: true, description: 'The namespace and the settings to change' }) },
     authScopes: { admin: true },
+    unauthorizedError: refusedTo('change namespaces'),
     resolve: (_root, { input }, context) => context.services.namespaces.update(principalOf(context).tenantId, input),
   }),
   deleteNamespace: t.boolean({
@@ -220,6 +224,7 @@ builder.mutationFields((t) => ({
       'Deletes a namespace with its entries, change log and grants; false when there was no such namespace. `common` and `system` cannot be deleted (BAD_USER_INPUT). ADMIN only',
     args: { name: t.arg.string({ required: true, description: "The namespace's name" }) },
     authScopes: { admin: true },
+    unauthorizedError: refusedTo('delete namespaces'),
     resolve: (_root, args, context) => context.services.namespaces.delete(principalOf(context).tenantId, args.name),
   }),
   grantAccess: t.field({
@@ -227,6 +232,7 @@ builder.mutationFields((t) => ({
     description: 'Gives an agent an explicit permission on a namespace, or changes it; effective at once. ADMIN only',
     args: { input: t.arg({ type: GrantAccessInput, required: true, description: 'The namespace, the agent and the permission' }) },
     authScopes: { admin: true },
+    unauthorizedError: refusedTo('grant access'),
     resolve: (_root, { input }, context) =>
       context.services.namespaces.grant(principalOf(context).tenantId, { ...input, agentId: String(input.agentId) }),
   }),
@@ -235,6 +241,7 @@ builder.mutationFields((t) => ({
       "Removes an agent's grant; false when there was none. Effective at once: the agent's subscriptions that lose access end with FORBIDDEN. ADMIN only",
     args: { input: t.arg({ type: RevokeAccessInput, required: true, description: 'The namespace and the agent' }) },
     authScopes: { admin: true },
+    unauthorizedError: refusedTo('revoke access'),
     resolve: (_root, { input }, context) =>
       context.services.namespaces.revoke(principalOf(context).tenantId, { ...input, agentId: String(input.agentId) }),
   }),

@@ -1,6 +1,7 @@
 import { builder } from '../../graphql/builder.js';
 import { principalOf } from '../../graphql/principal.js';
 import { auditSensitiveRead } from '../audit/audit.graphql.js';
+import { refusedTo } from '../../graphql/refusals.js';
 
 const ImportMode = builder.enumType('ImportMode', {
   description: 'How importState treats what is already there',
@@ -17,6 +18,7 @@ builder.queryFields((t) => ({
       'A JSON document of namespaces with their settings and live entries (values decrypted): { format: "statehouse-export", version: 1, exportedAt, namespaces: [{ name, description, openAccess, sensitive, schema, defaultValue, defaultTtlSeconds, historyLimit, entries: [{ scope, key, value, expiresAt }] }] }. History and grants are not included. ADMIN only',
     args: { namespaces: t.arg.stringList({ description: 'The namespaces to export; unset: all. Names that do not exist are left out' }) },
     authScopes: { admin: true },
+    unauthorizedError: refusedTo('export state'),
     resolve: async (_root, args, context) => {
       const exported = await context.services.portability.export(principalOf(context).tenantId, args.namespaces);
       for (const ns of exported.namespaces) if (ns.sensitive && ns.entries.length > 0) auditSensitiveRead(context, ns.name);
@@ -38,6 +40,7 @@ builder.mutationFields((t) => ({
       mode: t.arg({ type: ImportMode, defaultValue: 'MERGE', description: 'MERGE, or REPLACE the entries of the namespaces it holds' }),
     },
     authScopes: { admin: true },
+    unauthorizedError: refusedTo('import state'),
     resolve: (_root, args, context) => context.services.portability.import(principalOf(context), args.data, args.mode ?? 'MERGE'),
   }),
 }));

@@ -1,6 +1,7 @@
 import { builder } from '../../graphql/builder.js';
 import { principalOf } from '../../graphql/principal.js';
 import { TokenIssueRef } from '../tokens/tokens.graphql.js';
+import { refusedTo } from '../../graphql/refusals.js';
 
 builder.queryFields((t) => ({
   config: t.field({
@@ -25,6 +26,7 @@ builder.mutationFields((t) => ({
       }),
     },
     authScopes: { bootstrap: true },
+    unauthorizedError: refusedTo('create tenants'),
     resolve: (_root, args, context) => context.services.tokens.createTenant(args.name),
   }),
   updateConfig: t.field({
@@ -40,6 +42,7 @@ builder.mutationFields((t) => ({
       }),
     },
     authScopes: { admin: true },
+    unauthorizedError: refusedTo("change the tenant's config"),
     resolve: (_root, args, context) => context.services.config.update(principalOf(context).tenantId, args.patch),
   }),
 }));

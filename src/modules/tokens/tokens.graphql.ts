@@ -1,6 +1,7 @@
 import { builder } from '../../graphql/builder.js';
 import { principalOf } from '../../graphql/principal.js';
 import type { TokenIssue } from './tokens.service.js';
+import { refusedTo } from '../../graphql/refusals.js';
 
 export const Role = builder.enumType('Role', {
   description: "A token's role in its tenant",
@@ -46,6 +47,7 @@ builder.mutationFields((t) => ({
     description: "Issues an ADMIN or READER token of the caller's tenant (shown once). ADMIN only",
     args: { input: t.arg({ type: CreateTokenInput, required: true, description: 'Its name and role' }) },
     authScopes: { admin: true },
+    unauthorizedError: refusedTo('create tokens'),
     resolve: (_root, { input }, context) => context.services.tokens.create(principalOf(context).tenantId, input),
   }),
   revokeToken: t.boolean({
@@ -53,6 +55,7 @@ builder.mutationFields((t) => ({
       'Stops a token at once on every gateway process, ending its open subscriptions (UNAUTHENTICATED); false when there was no such live token. ADMIN only',
     args: { id: t.arg.id({ required: true, description: "The token's id, as createToken returned it" }) },
     authScopes: { admin: true },
+    unauthorizedError: refusedTo('revoke tokens'),
     resolve: (_root, args, context) => context.services.tokens.revoke(principalOf(context).tenantId, String(args.id)),
   }),
 }));
