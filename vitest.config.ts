@@ -2,7 +2,8 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   // One copy of graphql: some dependencies load its CommonJS build, which must not meet the ESM one.
-  resolve: { alias: { graphql: 'graphql/index.js' } },
+  // Only the bare name: its CommonJS modules (graphql/language/parser.js) are imported as they are.
+  resolve: { alias: [{ find: /^graphql$/, replacement: 'graphql/index.js' }] },
   test: {
     include: ['test/**/*.test.ts'],
     testTimeout: 30_000,

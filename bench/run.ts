@@ -11,6 +11,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import postgres from 'postgres';
+import { hostileDocuments } from './hostile.js';
 import { BenchFailure, httpLoad, loops, type Measurement } from './measure.js';
 import { ROOT, type ServerProcess, startServer } from './processes.js';
 import { formatTable, type ResultRow, type Report, withRatios, writeReport } from './report.js';
@@ -739,6 +740,37 @@ async function fanoutWorkload(state: State): Promise<void> {
   }
 }
 
+/** 12: the worst delay each hostile document causes, as a probe request waits it out (bench/hostile.ts). */
+async function hostileWorkload(state: State): Promise<void> {
+  const seconds = Math.min(state.options.seconds, 3);
+  const PROBE_ALONE = '(the probe alone)';
+  const worst = { refused: 0, accepted: 0, probeAlone: 0 };
+  note(`12 hostile documents · ${seconds} s each, one request at a time (no token, token, batch of 10, socket), and a probe`);
+  await hostileDocuments(server(state, 'statehouse'), state.agentToken, seconds, ({ document, delay }) => {
+    const cpu = delay.extra?.serverCpuMsPerDocument as number | undefined;
+    const row: ResultRow = {
+      id: '12',
+      workload: `hostile: ${document}`,
+      connections: 1,
+      status: 'ok',
+      statehouse: delay,
+      lowerIsBetter: true,
+      note:
+        document === PROBE_ALONE
+          ? `${delay.extra?.probes} probes; p50/p99: the probe`
+          : `${(delay.count ?? 0).toLocaleString('en-US')} documents, server CPU ${cpu?.toFixed(2)} ms each; p50/p99: the probe`,
+    };
+    state.rows.push(row);
+    const kind = document === PROBE_ALONE ? 'probeAlone' : document.startsWith('within the ceilings') ? 'accepted' : 'refused';
+    worst[kind] = Math.max(worst[kind], delay.value);
+    note(`12 ${document}: worst probe ${delay.value.toFixed(1)} ms, p99 ${(delay.p99 ?? 0).toFixed(1)} ms (${row.note})`);
+  });
+  state.notes.push(
+    `12: the worst delay of a probe request while a hostile document was sent: ${worst.refused.toFixed(1)} ms for those of issue 14 (goal: under 50 ms), ` +
+      `${worst.accepted.toFixed(1)} ms for the costliest within the ceilings; the probe alone: ${worst.probeAlone.toFixed(1)} ms.`,
+  );
+}
+
 /**
  * How many `grow-…` entries to add to a namespace holding `count`: up to the growth total, but at
  * least a tenth of it, for workload 4's reads to pick from — commits (workload 6) may already have
@@ -874,6 +906,7 @@ async function main(): Promise<number> {
     if (requests.some((workload) => !isPending(workload))) await warmUp(state);
     const baseRows = await requestWorkloads(state, requests, 'base', options.connections);
     if (wanted('8')) await fanoutWorkload(state);
+    if (wanted('12')) await hostileWorkload(state);
     if (wanted('11')) await growth(state, baseRows);
   } catch (error) {
     const last = state.rows.at(-1);

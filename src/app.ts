@@ -17,6 +17,7 @@ import { ProcessRegistry } from './events/processes.js';
 import { PeriodicJobs } from './jobs.js';
 import { ChangeFeeds } from './events/change-feed.js';
 import { createMaskError, toGraphQLError, useRequestErrorCodes } from './graphql/errors.js';
+import { useDocumentLimits } from './guards/document-limits.js';
 import { useInputCheck } from './guards/input-check.js';
 import { useOperationLimits, withoutIntrospection } from './guards/operation-limits.js';
 import { MAX_BATCH_OPERATIONS, useRequestLimits } from './guards/request-limits.js';
@@ -212,6 +213,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
       useRequestErrorCodes(),
       useAuditTrail(),
       useRequestLimits(services),
+      useDocumentLimits(),
       useOperationLimits(),
       useInputCheck(),
       ...(options.introspection === false ? [withoutIntrospection()] : []),
@@ -270,8 +272,12 @@ export async function buildApp(options: AppOptions): Promise<App> {
           document = parse(payload.query);
         } catch (error) {
           // A document that does not parse is the caller's mistake: an error for this subscription, not a closed socket.
+          // One over a ceiling of document-limits keeps its QUERY_TOO_COMPLEX and limit.
           if (!(error instanceof GraphQLError)) throw error;
-          return [new GraphQLError(error.message, { extensions: { code: 'BAD_USER_INPUT' } })];
+          const { code, limit } = error.extensions;
+          return [
+            new GraphQLError(error.message, { extensions: code === 'QUERY_TOO_COMPLEX' ? { code, limit } : { code: 'BAD_USER_INPUT' } }),
+          ];
         }
         const args = {
           schema,

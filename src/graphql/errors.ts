@@ -1,4 +1,4 @@
-import { GraphQLError, type GraphQLErrorOptions, Kind, parse, visit } from 'graphql';
+import { type DocumentNode, GraphQLError, type GraphQLErrorOptions, Kind, parse, visit } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { sqlState } from '../db/client.js';
 import { StatehouseError } from '../domain/errors.js';
@@ -17,12 +17,33 @@ const REQUEST_ERROR_CODES = new Set([
   'OPERATION_RESOLUTION_FAILURE',
 ]);
 
+/** The argument or input field whose value starts at each position of a document (the innermost, where several do). */
+function fieldsByPosition(document: DocumentNode): Map<number, string> {
+  const fields = new Map<number, string>();
+  visit(document, {
+    enter(node) {
+      if ((node.kind === Kind.ARGUMENT || node.kind === Kind.OBJECT_FIELD) && node.value.loc)
+        fields.set(node.value.loc.start, node.name.value);
+    },
+  });
+  return fields;
+}
+
+/** The fields of the document an error is about, parsed from its source: a document that does not parse has none. */
+function fieldsOfSource(error: GraphQLError): Map<number, string> {
+  try {
+    return error.source ? fieldsByPosition(parse(error.source)) : new Map();
+  } catch {
+    return new Map();
+  }
+}
+
 /**
  * The input field a request error is about. graphql-js names it in variable errors (`… at
  * "input.expectedVersion"`, `Field "value" of required type …`, `Variable "$first" …`); for a bad
  * literal, the field is the argument or input field whose value sits at the error's position.
  */
-function fieldOf(error: GraphQLError): string | undefined {
+function fieldOf(error: GraphQLError, fieldsAt: () => Map<number, string> = () => fieldsOfSource(error)): string | undefined {
   const { message } = error;
   // Yoga's checks of the request's body and parameters.
   if (message.startsWith('POST body ') || message.startsWith('Expected params ')) return 'body';
@@ -42,18 +63,7 @@ function fieldOf(error: GraphQLError): string | undefined {
     if (named) return named;
   }
   const position = error.positions?.[0];
-  if (!error.source || position === undefined) return undefined;
-  let field: string | undefined;
-  try {
-    visit(parse(error.source), {
-      enter(node) {
-        if ((node.kind === Kind.ARGUMENT || node.kind === Kind.OBJECT_FIELD) && node.value.loc?.start === position) field = node.name.value;
-      },
-    });
-  } catch {
-    // a document that does not parse has no fields to name
-  }
-  return field;
+  return position === undefined ? undefined : fieldsAt().get(position);
 }
 
 /**
@@ -65,13 +75,15 @@ function fieldOf(error: GraphQLError): string | undefined {
 export function useRequestErrorCodes(): Plugin {
   return {
     onValidate:
-      () =>
+      ({ params }) =>
       ({ valid, result, setResult }) => {
         if (valid) return;
+        let fields: Map<number, string> | undefined;
         setResult(
           result.map((error) => {
             if (!REQUEST_ERROR_CODES.has(error.extensions.code as string | undefined)) return error;
-            const field = fieldOf(error);
+            // From the validated document, once for all its errors, rather than parsing its text again for each.
+            const field = fieldOf(error, () => (fields ??= fieldsByPosition(params.documentAST)));
             return new GraphQLError(error.message, {
               nodes: error.nodes,
               source: error.source,
