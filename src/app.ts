@@ -41,6 +41,7 @@ import { PortabilityService } from './modules/portability/portability.service.js
 import { SystemService } from './modules/system/system.service.js';
 import { ConfigService, MAX_VALUE_BYTES_SETTING } from './modules/tenants/config.service.js';
 import { TokensService } from './modules/tokens/tokens.service.js';
+import { createMetrics, type MetricsOptions } from './observability/metrics.js';
 
 export interface AppOptions {
   database: DatabaseHandle;
@@ -60,6 +61,8 @@ export interface AppOptions {
   graphiql?: boolean;
   /** Background jobs (TTL sweeper, history compaction); false turns them off. */
   maintenance?: MaintenanceOptions | false;
+  /** Prometheus metrics at GET /metrics (no token; no tenant data); false turns them off. */
+  metrics?: MetricsOptions | false;
 }
 
 export interface MaintenanceOptions {
@@ -188,6 +191,10 @@ export async function buildApp(options: AppOptions): Promise<App> {
 
   const maskError = createMaskError(logger);
   const fanout = new EntryFanout({ feeds, entries: services.entries, access: services.access, bus }, maskError);
+  const metrics =
+    options.metrics === false
+      ? undefined
+      : createMetrics({ database, feeds, fanout, audit: services.audit, openSockets: () => sockets.clients.size }, options.metrics);
   const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, Context>({
     schema,
     graphqlEndpoint: '/graphql',
@@ -213,6 +220,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
           },
     context: ({ request, connectionParams }) => createContext(services, connectionParams ? { connectionParams } : { request }),
     plugins: [
+      ...(metrics ? [metrics.plugin] : []),
       useDashboard(),
       useRequestErrorCodes(),
       useAuditTrail(),
@@ -335,6 +343,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
         feeds.close();
         await jobs.stop();
         await services.audit.flush();
+        metrics?.close();
         await processes?.leave().catch((error: unknown) => logger.warn({ err: error }, 'could not leave the process registry'));
       })();
       return stopping;
