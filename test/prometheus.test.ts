@@ -124,6 +124,9 @@ describe('GET /metrics', () => {
     expect(forbidden.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
     const anonymous = await gw.gql(null, '{ viewer { role } }');
     expect(anonymous.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+    // Refused by a guard before execution starts: counted all the same.
+    const tooManyAliases = await gw.gql(ADMIN_TOKEN, `{ ${Array.from({ length: 31 }, (_, n) => `a${n}: viewer { role }`).join(' ')} }`);
+    expect(tooManyAliases.errors?.[0]?.extensions?.code).toBe('QUERY_TOO_COMPLEX');
     const unparsable = await gw.gql(ADMIN_TOKEN, '{ viewer { role }');
     expect(unparsable.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
     const invalid = await gw.gql(ADMIN_TOKEN, '{ viewer { favouriteColour } }');
@@ -137,17 +140,18 @@ describe('GET /metrics', () => {
     expect(requests('query', 'success')).toBe(2);
     expect(requests('mutation', 'success')).toBe(2);
     expect(requests('mutation', 'error')).toBe(1);
-    expect(requests('query', 'error')).toBe(1);
+    expect(requests('query', 'error')).toBe(2);
     const timed = (operationType: string, outcome: string) =>
       delta(before, after, 'graphql_envelop_request_duration_count', { operationType, outcome });
     expect([timed('query', 'success'), timed('mutation', 'success'), timed('mutation', 'error'), timed('query', 'error')]).toEqual([
-      2, 2, 1, 1,
+      2, 2, 1, 2,
     ]);
 
     const errors = (labels: Record<string, string>) => delta(before, after, 'graphql_envelop_error_result', labels);
-    expect(errors({})).toBe(4);
+    expect(errors({})).toBe(5);
     expect(errors({ operationType: 'mutation', phase: 'execute', code: 'FORBIDDEN' })).toBe(1);
     expect(errors({ operationType: 'query', phase: 'execute', code: 'UNAUTHENTICATED' })).toBe(1);
+    expect(errors({ operationType: 'query', phase: 'execute', code: 'QUERY_TOO_COMPLEX' })).toBe(1);
     expect(errors({ operationType: 'unknown', phase: 'parse', code: 'BAD_USER_INPUT' })).toBe(1);
     expect(errors({ operationType: 'query', phase: 'validate', code: 'BAD_USER_INPUT' })).toBe(1);
 
