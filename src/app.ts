@@ -44,6 +44,7 @@ import { SystemService } from './modules/system/system.service.js';
 import { ConfigService, MAX_VALUE_BYTES_SETTING } from './modules/tenants/config.service.js';
 import { TokensService } from './modules/tokens/tokens.service.js';
 import { useGraphiQL } from './transport/graphiql.js';
+import { createMetrics, type MetricsOptions } from './observability/metrics.js';
 
 export interface AppOptions {
   database: DatabaseHandle;
@@ -63,6 +64,8 @@ export interface AppOptions {
   graphiql?: boolean;
   /** Background jobs (TTL sweeper, history compaction); false turns them off. */
   maintenance?: MaintenanceOptions | false;
+  /** Prometheus metrics at GET /metrics (no token; no tenant data); false turns them off. */
+  metrics?: MetricsOptions | false;
 }
 
 export interface MaintenanceOptions {
@@ -191,6 +194,10 @@ export async function buildApp(options: AppOptions): Promise<App> {
 
   const maskError = createMaskError(logger);
   const fanout = new EntryFanout({ feeds, entries: services.entries, access: services.access, bus }, maskError);
+  const metrics =
+    options.metrics === false
+      ? undefined
+      : createMetrics({ database, feeds, fanout, audit: services.audit, openSockets: () => sockets.clients.size }, options.metrics);
   const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, Context>({
     schema,
     graphqlEndpoint: '/graphql',
@@ -208,6 +215,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     graphiql: false,
     context: ({ request, connectionParams }) => createContext(services, connectionParams ? { connectionParams } : { request }),
     plugins: [
+      ...(metrics ? [metrics.plugin] : []),
       useDashboard(),
       ...(options.graphiql === false ? [] : [useGraphiQL({ endpoint: '/graphql' })]),
       useRequestErrorCodes(),
@@ -339,6 +347,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
         feeds.close();
         await jobs.stop();
         await services.audit.flush();
+        metrics?.close();
         await processes?.leave().catch((error: unknown) => logger.warn({ err: error }, 'could not leave the process registry'));
       })();
       return stopping;

@@ -19,6 +19,10 @@ export interface Config {
   introspection: boolean;
   /** GraphiQL in browsers; STATEHOUSE_GRAPHIQL=false turns it off. */
   graphiql: boolean;
+  /** Prometheus metrics at GET /metrics; STATEHOUSE_METRICS=false turns them off. */
+  metrics: boolean;
+  /** Operation names as a metrics label (client-chosen, so off by default); STATEHOUSE_METRICS_OPERATION_NAMES. */
+  metricsOperationNames: boolean;
 }
 
 export class ConfigError extends Error {}
@@ -81,5 +85,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       .filter(Boolean),
     introspection: flag(env, 'STATEHOUSE_INTROSPECTION', true),
     graphiql: flag(env, 'STATEHOUSE_GRAPHIQL', true),
+    metrics: flag(env, 'STATEHOUSE_METRICS', true),
+    metricsOperationNames: flag(env, 'STATEHOUSE_METRICS_OPERATION_NAMES', false),
   };
 }

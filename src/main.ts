@@ -43,6 +43,7 @@ async function main(): Promise<void> {
     corsOrigins: config.corsOrigins,
     introspection: config.introspection,
     graphiql: config.graphiql,
+    metrics: config.metrics && { operationNames: config.metricsOperationNames },
     encryptionKey: config.encryptionKey,
     previousEncryptionKeys: config.previousEncryptionKeys,
   });

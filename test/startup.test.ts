@@ -98,7 +98,27 @@ describe('npm start', { timeout: 120_000 }, () => {
     expect(await stop(started)).toBe(0);
   });
 
+  it('serves /metrics, with operation names when STATEHOUSE_METRICS_OPERATION_NAMES=true, and none when STATEHOUSE_METRICS=false', async () => {
+    const token = 'metrics-admin-token-for-tests';
+    const named = await start({ ...env, STATEHOUSE_ADMIN_TOKEN: token, STATEHOUSE_METRICS_OPERATION_NAMES: 'true' });
+    const metricsUrl = named.url.replace(/\/graphql$/, '/metrics');
+    await fetch(named.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ query: 'query StartupCheck { viewer { role } }' }),
+    });
+    const scraped = await fetch(metricsUrl);
+    expect(scraped.status).toBe(200);
+    expect(await scraped.text()).toContain('operationName="StartupCheck"');
+    expect(await stop(named)).toBe(0);
+
+    const off = await start({ ...env, STATEHOUSE_ADMIN_TOKEN: token, STATEHOUSE_METRICS: 'false' });
+    expect((await fetch(off.url.replace(/\/graphql$/, '/metrics'))).status).toBe(404);
+    expect(await stop(off)).toBe(0);
+  });
+
   it('refuses a bad configuration with a clear message', async () => {
     await expect(start({ ...env, PORT: 'eighty' })).rejects.toThrow(/PORT must be an integer/);
+    await expect(start({ ...env, STATEHOUSE_METRICS: 'sometimes' })).rejects.toThrow(/STATEHOUSE_METRICS must be true or false/);
   });
 });

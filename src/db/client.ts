@@ -12,9 +12,25 @@ export type Database = PgDatabase<PgQueryResultHKT, typeof schema>;
 /** A message between gateway processes sharing one database (PostgreSQL LISTEN/NOTIFY). */
 export type Broadcast = (payload: string) => Promise<void>;
 
+/** What the handle's queries are doing now, read by the metrics on demand. */
+export interface DatabaseLoad {
+  /** Statements outside a transaction, started and not yet answered. */
+  statements: number;
+  /** Transactions begun and not yet committed or rolled back (each holds a connection throughout). */
+  transactions: number;
+  /** Connections the pool may open; PGlite runs one statement at a time: 1. */
+  readonly maxConnections: number;
+}
+
+/** Told how long each statement or transaction took, from the call to its answer (waiting for a connection included). */
+export type QueryObserver = (kind: 'statement' | 'transaction', seconds: number) => void;
+
 export interface DatabaseHandle {
   db: Database;
   kind: 'postgres' | 'pglite';
+  readonly load: DatabaseLoad;
+  /** Adds an observer of query durations (the metrics); returns its removal. */
+  observeQueries(observer: QueryObserver): () => void;
   /** The PostgreSQL URL; undefined on PGlite. */
   url?: string;
   /** Runs raw SQL and returns its rows, the same shape on both drivers. */
@@ -47,6 +63,52 @@ export interface OpenDatabaseOptions {
   maxConnections?: number;
 }
 
+/** Counts a handle's statements and transactions and times them; the clock is read only while someone observes. */
+class QueryMeter {
+  readonly load: DatabaseLoad;
+  private readonly observers = new Set<QueryObserver>();
+
+  constructor(maxConnections: number) {
+    this.load = { statements: 0, transactions: 0, maxConnections };
+  }
+
+  observe(observer: QueryObserver): () => void {
+    this.observers.add(observer);
+    return () => this.observers.delete(observer);
+  }
+
+  /** A statement outside a transaction, counted in `load`. */
+  statement<T>(run: () => Promise<T>): Promise<T> {
+    return this.track('statement', 'statements', run);
+  }
+
+  /** A statement inside a transaction: timed, but its connection is already counted by the transaction. */
+  inner<T>(run: () => Promise<T>): Promise<T> {
+    return this.track('statement', null, run);
+  }
+
+  transaction<T>(run: () => Promise<T>): Promise<T> {
+    return this.track('transaction', 'transactions', run);
+  }
+
+  private track<T>(kind: 'statement' | 'transaction', counted: 'statements' | 'transactions' | null, run: () => Promise<T>): Promise<T> {
+    const start = this.observers.size > 0 ? performance.now() : -1;
+    let answer: Promise<T>;
+    try {
+      answer = run();
+    } catch (error) {
+      answer = Promise.reject(error);
+    }
+    if (counted) this.load[counted]++;
+    return answer.finally(() => {
+      if (counted) this.load[counted]--;
+      if (start < 0) return;
+      const seconds = (performance.now() - start) / 1_000;
+      for (const observer of this.observers) observer(kind, seconds);
+    });
+  }
+}
+
 export async function openDatabase(options: OpenDatabaseOptions): Promise<DatabaseHandle> {
   return options.databaseUrl ? openPostgres(options.databaseUrl, options.maxConnections ?? 20) : openPglite(options.dataDir);
 }
@@ -58,6 +120,7 @@ function openPostgres(url: string, max: number): DatabaseHandle {
     connection: { TimeZone: 'UTC', application_name: 'statehouse' },
   });
   const db = drizzlePostgres(client, { schema });
+  const meter = new QueryMeter(max);
   // drizzle's execute() sends unnamed statements, so PostgreSQL would parse and plan every write's
   // CTE again each time; as named prepared statements (cached per connection) they are planned once.
   const run = <T>(on: postgres.Sql | postgres.TransactionSql, query: SQL) => {
@@ -68,15 +131,21 @@ function openPostgres(url: string, max: number): DatabaseHandle {
     db,
     kind: 'postgres',
     url,
-    rows: <T>(query: SQL) => run<T>(client, query),
+    load: meter.load,
+    observeQueries: (observer) => meter.observe(observer),
+    rows: <T>(query: SQL) => meter.statement(() => run<T>(client, query)),
     prepare: <T>(query: SQL) => {
       const { sql: text, params } = dialect.sqlToQuery(query);
       return (values) =>
-        client.unsafe(text, fillPlaceholders(params, values) as postgres.ParameterOrJSON<never>[], { prepare: true }) as unknown as Promise<
-          T[]
-        >;
+        meter.statement(
+          () =>
+            client.unsafe(text, fillPlaceholders(params, values) as postgres.ParameterOrJSON<never>[], {
+              prepare: true,
+            }) as unknown as Promise<T[]>,
+        );
     },
-    transaction: (work) => client.begin((tx) => work(<R>(query: SQL) => run<R>(tx, query))) as Promise<never>,
+    transaction: (work) =>
+      meter.transaction(() => client.begin((tx) => work(<R>(query: SQL) => meter.inner(() => run<R>(tx, query)))) as Promise<never>),
     listen: async (onMessage, onConnect) => {
       await client.listen(CHANNEL, onMessage, onConnect);
     },
@@ -103,15 +172,21 @@ async function openPglite(dataDir: string): Promise<DatabaseHandle> {
   const client = await PGlite.create(dataDir);
   await client.exec(`SET TimeZone = 'UTC'`);
   const db = drizzlePglite(client, { schema });
+  const meter = new QueryMeter(1);
   return {
     db,
     kind: 'pglite',
-    rows: async <T>(query: SQL) => (await db.execute(query)).rows as T[],
+    load: meter.load,
+    observeQueries: (observer) => meter.observe(observer),
+    rows: <T>(query: SQL) => meter.statement(async () => (await db.execute(query)).rows as T[]),
     prepare: <T>(query: SQL) => {
       const { sql: text, params } = dialect.sqlToQuery(query);
-      return async (values) => (await client.query<T>(text, fillPlaceholders(params, values), PGLITE_ROWS)).rows;
+      return (values) => meter.statement(async () => (await client.query<T>(text, fillPlaceholders(params, values), PGLITE_ROWS)).rows);
     },
-    transaction: (work) => db.transaction((tx) => work(async <R>(query: SQL) => (await tx.execute(query)).rows as R[])),
+    transaction: (work) =>
+      meter.transaction(() =>
+        db.transaction((tx) => work(<R>(query: SQL) => meter.inner(async () => (await tx.execute(query)).rows as R[]))),
+      ),
     ping: async () => {
       await client.query('select 1');
     },

@@ -1,20 +1,24 @@
+/** The error codes of the API contract (§3): every failure a client sees carries one. */
+export const ERROR_CODES = [
+  'UNAUTHENTICATED',
+  'FORBIDDEN',
+  'NOT_FOUND',
+  'BAD_USER_INPUT',
+  'VERSION_CONFLICT',
+  'VALIDATION_FAILED',
+  'PAYLOAD_TOO_LARGE',
+  'QUOTA_EXCEEDED',
+  'RATE_LIMITED',
+  'REVISION_COMPACTED',
+  'QUERY_TOO_COMPLEX',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
 /**
  * Domain failures, each with the stable code of the API contract (§3). Services throw these; the
  * GraphQL layer turns them into errors with `extensions.code`, and masks everything else.
  */
-export type ErrorCode =
-  | 'UNAUTHENTICATED'
-  | 'FORBIDDEN'
-  | 'NOT_FOUND'
-  | 'BAD_USER_INPUT'
-  | 'VERSION_CONFLICT'
-  | 'VALIDATION_FAILED'
-  | 'PAYLOAD_TOO_LARGE'
-  | 'QUOTA_EXCEEDED'
-  | 'RATE_LIMITED'
-  | 'REVISION_COMPACTED'
-  | 'QUERY_TOO_COMPLEX';
-
 export class StatehouseError extends Error {
   constructor(
     readonly code: ErrorCode,

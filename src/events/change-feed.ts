@@ -48,6 +48,8 @@ export const positionOf = (change: LoggedChange): LogPosition => ({
 class TenantFeed<C extends LoggedChange> {
   private readonly listeners = new Set<FeedListener<C>>();
   private notified = 0n;
+  /** Every change below this revision has been delivered (the watermark of the last read that was not a full page). */
+  private readBelow = 0n;
   private pumping = false;
   private again = false;
   private retry: NodeJS.Timeout | undefined;
@@ -68,6 +70,17 @@ class TenantFeed<C extends LoggedChange> {
 
   get size(): number {
     return this.listeners.size;
+  }
+
+  /**
+   * How far delivery trails the newest revision this feed was told of; 0 when caught up. A notified
+   * revision may have no change left to deliver (its namespace deleted meanwhile): a read that
+   * reached the watermark covers it all the same.
+   */
+  get lag(): bigint {
+    const delivered = BigInt(this.position.revision);
+    const through = delivered > this.readBelow - 1n ? delivered : this.readBelow - 1n;
+    return this.notified > through ? this.notified - through : 0n;
   }
 
   /** Adds a listener; the returned position is where its live changes begin (exclusive). */
@@ -106,8 +119,11 @@ class TenantFeed<C extends LoggedChange> {
           for (const listener of this.listeners) listener(changes);
         }
         if (changes.length === PAGE) this.again = true;
-        // A notified revision not yet below the watermark waits for an older transaction to end.
-        else if (this.notified >= BigInt(watermark)) this.scheduleRetry();
+        else {
+          this.readBelow = BigInt(watermark);
+          // A notified revision not yet below the watermark waits for an older transaction to end.
+          if (this.notified >= this.readBelow) this.scheduleRetry();
+        }
       } while (this.again);
     } catch (error) {
       this.logger.error({ err: error, tenantId: this.tenantId }, 'change feed read failed; retrying');
@@ -130,6 +146,8 @@ class TenantFeed<C extends LoggedChange> {
 /** The tenant feeds of this process, opened on the first subscriber and closed after the last. */
 export class ChangeFeeds<C extends LoggedChange> {
   private readonly feeds = new Map<string, Promise<TenantFeed<C>>>();
+  /** The feeds of `feeds` once open, for a synchronous look (metrics). */
+  private readonly open = new Set<TenantFeed<C>>();
 
   constructor(
     private readonly source: ChangeSource<C>,
@@ -152,6 +170,7 @@ export class ChangeFeeds<C extends LoggedChange> {
     if (!feed) {
       feed = this.source.head(tenantId).then((revision) => {
         const opened = new TenantFeed(tenantId, this.source, this.logger, { revision });
+        if (this.feeds.get(tenantId) === feed) this.open.add(opened);
         // A commit may have landed between reading the head and listening for notices.
         opened.wake();
         return opened;
@@ -167,14 +186,26 @@ export class ChangeFeeds<C extends LoggedChange> {
         detach();
         if (opened.size === 0 && this.feeds.get(tenantId) === feed) {
           this.feeds.delete(tenantId);
+          this.open.delete(opened);
           opened.close();
         }
       },
     };
   }
 
+  /** The tenant feeds open in this process, and the largest lag among them in revisions (tenants unnamed). */
+  stats(): { feeds: number; lag: bigint } {
+    let lag = 0n;
+    for (const feed of this.open) {
+      const behind = feed.lag;
+      if (behind > lag) lag = behind;
+    }
+    return { feeds: this.open.size, lag };
+  }
+
   close(): void {
     for (const feed of this.feeds.values()) void feed.then((f) => f.close());
     this.feeds.clear();
+    this.open.clear();
   }
 }

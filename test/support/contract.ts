@@ -1,14 +1,4 @@
-/** The error codes of API.md §3: every failure carries one of these. */
-export const CONTRACT_CODES = [
-  'UNAUTHENTICATED',
-  'FORBIDDEN',
-  'NOT_FOUND',
-  'BAD_USER_INPUT',
-  'VERSION_CONFLICT',
-  'VALIDATION_FAILED',
-  'PAYLOAD_TOO_LARGE',
-  'QUOTA_EXCEEDED',
-  'RATE_LIMITED',
-  'REVISION_COMPACTED',
-  'QUERY_TOO_COMPLEX',
-];
+import { ERROR_CODES } from '../../src/domain/errors.js';
+
+/** The error codes of API.md §3, as the server lists them: every failure carries one of these. */
+export const CONTRACT_CODES: readonly string[] = ERROR_CODES;

@@ -37,16 +37,23 @@ export class AuditLog {
   private buffer: (AuditRecord & { at: string })[] = [];
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> = Promise.resolve();
+  private unwritten = 0;
 
   constructor(
     private readonly database: DatabaseHandle,
     private readonly logger: Logger,
   ) {}
 
+  /** Records not stored yet: buffered, or in a write still under way (what a crash now would lose). */
+  get pending(): number {
+    return this.unwritten;
+  }
+
   record(record: AuditRecord): void {
     // A target is caller input: text PostgreSQL cannot store (U+0000, lone surrogates) must not sink the whole batch.
     const target = record.target === null ? null : record.target.replace(UNSTORABLE_TEXT, '\uFFFD');
     this.buffer.push({ ...record, target, at: new Date().toISOString() });
+    this.unwritten++;
     if (this.buffer.length >= FLUSH_AT) void this.flush();
     else this.timer ??= setTimeout(() => void this.flush(), FLUSH_AFTER_MS);
   }
@@ -67,7 +74,8 @@ export class AuditLog {
           FROM jsonb_to_recordset(${JSON.stringify(batch)}::jsonb)
             AS r("tenantId" text, at timestamptz, actor text, role role, action text, target text, outcome audit_outcome, detail jsonb)`,
         )
-        .catch((error: unknown) => this.logger.error({ err: error, records: batch.length }, 'audit records could not be written'));
+        .catch((error: unknown) => this.logger.error({ err: error, records: batch.length }, 'audit records could not be written'))
+        .finally(() => (this.unwritten -= batch.length));
     });
     return this.writing;
   }
