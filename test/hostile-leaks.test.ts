@@ -117,3 +117,97 @@ describe('keys that display as something they are not', () => {
     }
   });
 });
+
+describe('importState never changes a setting it is not given', () => {
+  const NAMESPACE =
+    'query($name: String!) { namespace(name: $name) { openAccess schema description historyLimit defaultValue entryCount } }';
+  const ENTRY = 'query($ns: String!, $key: String!) { entry(namespace: $ns, key: $key) { value } }';
+  const PLAN_SCHEMA = { type: 'object', required: ['step'] };
+
+  /** A tenant with a restricted, typed namespace, and an agent that lists it but has no grant. */
+  async function restricted() {
+    const admin = await newTenant('import');
+    await addNamespace(admin, 'secretplans', { openAccess: false, schema: PLAN_SCHEMA, description: 'plans', historyLimit: 3 });
+    await gw.ok(admin, SET, { ns: 'secretplans', key: 'plan', value: { step: 0 } });
+    const agent = await addAgent(admin, unique('snoop'), ['secretplans']);
+    expectError(await gw.gql(agent, ENTRY, { ns: 'secretplans', key: 'plan' }), 'FORBIDDEN');
+    return { admin, agent };
+  }
+
+  it.each(['MERGE', 'REPLACE'])('keeps a namespace restricted and typed when a %s import gives only entries', async (mode) => {
+    const { admin, agent } = await restricted();
+    const data = exportOf([{ name: 'secretplans', entries: [{ key: 'plan', value: { step: 1 } }] }]);
+    expect((await gw.ok(admin, IMPORT, { data, mode })).importState).toBe(true);
+    expect((await gw.ok(admin, NAMESPACE, { name: 'secretplans' })).namespace).toEqual({
+      openAccess: false,
+      schema: PLAN_SCHEMA,
+      description: 'plans',
+      historyLimit: 3,
+      defaultValue: null,
+      entryCount: 1,
+    });
+    expect((await gw.ok(admin, ENTRY, { ns: 'secretplans', key: 'plan' })).entry).toEqual({ value: { step: 1 } });
+    expectError(await gw.gql(agent, ENTRY, { ns: 'secretplans', key: 'plan' }), 'FORBIDDEN');
+  });
+
+  it("validates imported entries against the namespace's schema when the import gives none, and imports nothing of a failing document", async () => {
+    const { admin } = await restricted();
+    const data = exportOf([
+      {
+        name: 'secretplans',
+        entries: [
+          { key: 'fine', value: { step: 2 } },
+          { key: 'plan', value: 'not an object' },
+        ],
+      },
+    ]);
+    const refused = expectError(await gw.gql(admin, IMPORT, { data }), 'VALIDATION_FAILED');
+    expect(refused.extensions).toMatchObject({ field: 'namespaces[0].entries[1].value', path: '/' });
+    expect((await gw.ok(admin, KEYS, { ns: 'secretplans' })).entries.nodes).toEqual([{ key: 'plan' }]);
+    expect((await gw.ok(admin, ENTRY, { ns: 'secretplans', key: 'plan' })).entry).toEqual({ value: { step: 0 } });
+  });
+
+  it('changes exactly the settings an import gives: opening a namespace takes an explicit openAccess: true', async () => {
+    const { admin, agent } = await restricted();
+    await gw.ok(admin, IMPORT, { data: exportOf([{ name: 'secretplans', description: 'renamed', schema: null }]) });
+    expect((await gw.ok(admin, NAMESPACE, { name: 'secretplans' })).namespace).toMatchObject({
+      openAccess: false,
+      schema: null,
+      description: 'renamed',
+      historyLimit: 3,
+    });
+    expectError(await gw.gql(agent, ENTRY, { ns: 'secretplans', key: 'plan' }), 'FORBIDDEN');
+
+    await gw.ok(admin, IMPORT, { data: exportOf([{ name: 'secretplans', openAccess: true }]) });
+    expect((await gw.ok(agent, ENTRY, { ns: 'secretplans', key: 'plan' })).entry).toEqual({ value: { step: 0 } });
+  });
+
+  it('refuses a setting of the wrong type, or a defaultValue the effective schema rejects, naming it, and changes nothing', async () => {
+    const { admin } = await restricted();
+    const before = (await gw.ok(admin, NAMESPACE, { name: 'secretplans' })).namespace;
+    for (const [settings, field] of [
+      [{ openAccess: 'yes' }, 'namespaces[0].openAccess'],
+      [{ openAccess: 1 }, 'namespaces[0].openAccess'],
+      [{ sensitive: 'false' }, 'namespaces[0].sensitive'],
+      [{ description: 42 }, 'namespaces[0].description'],
+      [{ defaultValue: 5 }, 'namespaces[0].defaultValue'],
+    ] as const) {
+      const data = exportOf([{ name: 'secretplans', ...settings }]);
+      expectError(await gw.gql(admin, IMPORT, { data }), 'BAD_USER_INPUT', field);
+    }
+    expect((await gw.ok(admin, NAMESPACE, { name: 'secretplans' })).namespace).toEqual(before);
+  });
+
+  it('creates a namespace it does not hold with the defaults of createNamespace for what it leaves out', async () => {
+    const admin = await newTenant('import-new');
+    await gw.ok(admin, IMPORT, { data: exportOf([{ name: 'fresh', entries: [{ key: 'k', value: 1 }] }]) });
+    expect((await gw.ok(admin, NAMESPACE, { name: 'fresh' })).namespace).toEqual({
+      openAccess: true,
+      schema: null,
+      description: null,
+      historyLimit: null,
+      defaultValue: null,
+      entryCount: 1,
+    });
+  });
+});
