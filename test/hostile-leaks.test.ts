@@ -5,12 +5,14 @@
  * unread, foreign origins on WebSocket, and keys that display as something they are not. Every test
  * works in a tenant of its own.
  */
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, type Gateway, type GraphQLResponse, startGateway } from './support/gateway.js';
+import { ADMIN_TOKEN, eventually, type Gateway, type GraphQLResponse, startGateway, subscribe } from './support/gateway.js';
 
+/** A gateway that can seal, so that sensitive namespaces can be tried too. */
 let gw: Gateway;
 beforeAll(async () => {
-  gw = await startGateway();
+  gw = await startGateway({ app: { encryptionKey: randomBytes(32).toString('hex') } });
 });
 afterAll(async () => {
   await gw?.close();
@@ -209,5 +211,97 @@ describe('importState never changes a setting it is not given', () => {
       defaultValue: null,
       entryCount: 1,
     });
+  });
+});
+
+describe('namespace names an agent may not learn', () => {
+  const HEARTBEAT = 'mutation { heartbeat(input: { status: BUSY }) { id } }';
+
+  /**
+   * Agent `nosy` lists only `shared` and has a READ grant on `granted`; agent `keeper` lists every
+   * namespace and has a grant on the restricted one. The hidden names are unique to this run, so
+   * finding one in an answer to `nosy` can only mean it leaked.
+   */
+  async function fleet() {
+    const admin = await newTenant('names');
+    const hidden = { restricted: unique('restricted'), sensitive: unique('sensitive'), open: unique('unlisted'), absent: unique('absent') };
+    const granted = unique('granted');
+    await addNamespace(admin, 'shared');
+    await addNamespace(admin, granted);
+    await addNamespace(admin, hidden.restricted, { openAccess: false });
+    await addNamespace(admin, hidden.sensitive, { sensitive: true });
+    await addNamespace(admin, hidden.open);
+    const keeperId = unique('keeper');
+    const nosyId = unique('nosy');
+    const listed = ['shared', granted, hidden.restricted, hidden.sensitive, hidden.open, hidden.absent];
+    const keeper = await addAgent(admin, keeperId, listed);
+    const nosy = await addAgent(admin, nosyId, ['shared', hidden.absent]);
+    const grant =
+      'mutation($ns: String!, $id: ID!, $p: Permission) { grantAccess(input: { namespace: $ns, agentId: $id, permission: $p }) { namespace } }';
+    await gw.ok(admin, grant, { ns: hidden.restricted, id: keeperId, p: 'WRITE' });
+    await gw.ok(admin, grant, { ns: granted, id: nosyId, p: 'READ' });
+    return { admin, keeper, keeperId, nosy, nosyId, listed, granted, hidden: Object.values(hidden) };
+  }
+
+  it("shows an agent only the names it can reach in other agents' stateNamespaces, through agents, agent and viewer", async () => {
+    const { admin, keeper, keeperId, nosy, listed, granted, hidden } = await fleet();
+    const asked = `query($id: ID!) {
+      agents { id stateNamespaces }
+      agent(id: $id) { stateNamespaces }
+      viewer { agent { stateNamespaces } }
+    }`;
+    const seen = await gw.gql(nosy, asked, { id: keeperId });
+    expect(seen.errors).toBeUndefined();
+    expect(seen.data?.agent).toEqual({ stateNamespaces: ['shared', granted] });
+    expect(seen.data?.agents.find((agent: { id: string }) => agent.id === keeperId)).toEqual({
+      id: keeperId,
+      stateNamespaces: ['shared', granted],
+    });
+    // Its own list too: a name it lists but cannot reach (not created yet) is not shown.
+    expect(seen.data?.viewer).toEqual({ agent: { stateNamespaces: ['shared'] } });
+    for (const name of hidden) expect(JSON.stringify(seen)).not.toContain(name);
+
+    // The agent that can reach them sees them; an admin and a reader see every name.
+    expect((await gw.ok(keeper, asked, { id: keeperId })).agent.stateNamespaces).toEqual(listed.slice(0, 5));
+    const reader = (
+      await gw.ok(admin, 'mutation($name: String!) { createToken(input: { name: $name, role: READER }) { token } }', {
+        name: unique('reader'),
+      })
+    ).createToken.token;
+    for (const token of [admin, reader]) expect((await gw.ok(token, asked, { id: keeperId })).agent.stateNamespaces).toEqual(listed);
+  });
+
+  it('shows an agent only the names it can reach in agentChanged payloads', async () => {
+    const { keeper, keeperId, nosy, granted, hidden } = await fleet();
+    const watch = subscribe(gw.ws(nosy), 'subscription { agentChanged { id stateNamespaces } }');
+    // The subscription is live once a heartbeat of its own arrives; then the other agent's.
+    await eventually(async () => {
+      await gw.ok(nosy, HEARTBEAT);
+      return watch.results.length > 0;
+    });
+    await gw.ok(keeper, HEARTBEAT);
+    await eventually(() => watch.results.some((result) => result.data?.agentChanged.id === keeperId));
+    watch.stop();
+    expect(watch.results[0]?.data?.agentChanged.stateNamespaces).toEqual(['shared']);
+    expect(watch.results.at(-1)?.data?.agentChanged).toEqual({ id: keeperId, stateNamespaces: ['shared', granted] });
+    for (const name of hidden) expect(JSON.stringify(watch.results)).not.toContain(name);
+  });
+
+  it('names no namespace an agent cannot reach anywhere it can ask: overview, namespaces, changes, fleet', async () => {
+    const { admin, nosy, hidden } = await fleet();
+    for (const ns of ['shared', hidden[0] as string]) await gw.ok(admin, SET, { ns, key: 'k', value: 1 });
+    const everything = `{
+      viewer { namespaces { namespace } agent { stateNamespaces } }
+      namespaces { name }
+      changes { nodes { namespace } }
+      agents { stateNamespaces metadata heartbeat }
+      systemOverview { namespaces entries }
+      systemState
+      errorPatterns { sampleMessage }
+      insights { content }
+    }`;
+    const answer = await gw.gql(nosy, everything);
+    expect(answer.errors).toBeUndefined();
+    for (const name of hidden) expect(JSON.stringify(answer)).not.toContain(name);
   });
 });

@@ -12,7 +12,16 @@ export const AgentRef = builder.objectRef<Agent>('Agent').implement({
     name: t.exposeString('name'),
     type: t.exposeString('type'),
     capabilities: t.exposeStringList('capabilities'),
-    stateNamespaces: t.exposeStringList('stateNamespaces'),
+    stateNamespaces: t.stringList({
+      description: 'To an agent, only the namespaces it can reach itself: no agent learns names the access rule hides from it',
+      resolve: async (agent, _args, context) => {
+        const principal = principalOf(context);
+        if (principal.role !== 'AGENT') return agent.stateNamespaces;
+        const { access } = context.services;
+        const reachable = await Promise.all(agent.stateNamespaces.map((name) => access.canRead(principal, name)));
+        return agent.stateNamespaces.filter((_name, index) => reachable[index]);
+      },
+    }),
     status: t.expose('status', { type: AgentStatus }),
     active: t.boolean({
       description: "The last heartbeat is within the tenant's activeWindowSeconds (STATEHOUSE_ACTIVE_WINDOW_SECONDS by default)",
