@@ -305,3 +305,48 @@ describe('namespace names an agent may not learn', () => {
     for (const name of hidden) expect(JSON.stringify(answer)).not.toContain(name);
   });
 });
+
+describe('metric points at the edge of float8', () => {
+  const MAX = Number.MAX_VALUE;
+  const RECORD = 'mutation($metrics: [MetricInput!]!) { recordMetrics(metrics: $metrics) }';
+  const SUMMARY = 'query($name: String) { metricSummary(name: $name) { name count min max avg p50 p95 p99 last } }';
+  // One bucket (366 days, the most) holds every point of the test.
+  const SERIES = 'query($name: String!) { metricSeries(name: $name, bucketSeconds: 31622400) { count avg } }';
+
+  it('summarizes and charts points whose sum or spread overflows float8, instead of failing the whole tenant', async () => {
+    const admin = await newTenant('metrics');
+    const agent = await addAgent(admin, unique('extreme'));
+    const points = (name: string, values: number[]) => values.map((value) => ({ name, value }));
+    await gw.ok(agent, RECORD, {
+      metrics: [
+        ...points('huge', [MAX, MAX]),
+        ...points('wide', [-MAX, MAX]),
+        ...points('squares', [1e200, -1e200]),
+        ...points('plain', [1, 2, 3, 4]),
+      ],
+    });
+    const summary = await gw.gql(admin, SUMMARY);
+    expect(summary.errors).toBeUndefined();
+    const byName = Object.fromEntries((summary.data?.metricSummary ?? []).map((row: { name: string }) => [row.name, row]));
+    expect(byName.huge).toEqual({ name: 'huge', count: 2, min: MAX, max: MAX, avg: MAX, p50: MAX, p95: MAX, p99: MAX, last: MAX });
+    expect(byName.wide).toMatchObject({ count: 2, min: -MAX, max: MAX, avg: 0, p50: 0 });
+    // Linear interpolation between −MAX and MAX: −MAX + 0.95·2·MAX = 0.9·MAX.
+    expect(byName.wide.p95 / MAX).toBeCloseTo(0.9, 12);
+    expect(byName.wide.p99 / MAX).toBeCloseTo(0.98, 12);
+    expect(byName.squares).toMatchObject({ count: 2, avg: 0, p50: 0 });
+    // Ordinary points are summarized exactly as before.
+    expect(byName.plain).toMatchObject({ count: 4, min: 1, max: 4, avg: 2.5, p50: 2.5 });
+    expect(byName.plain.p95).toBeCloseTo(3.85, 12);
+
+    for (const [name, avg] of [
+      ['huge', MAX],
+      ['wide', 0],
+      ['squares', 0],
+      ['plain', 2.5],
+    ] as const) {
+      const series = await gw.gql(admin, SERIES, { name });
+      expect(series.errors).toBeUndefined();
+      expect(series.data?.metricSeries).toEqual([{ count: name === 'plain' ? 4 : 2, avg }]);
+    }
+  });
+});
