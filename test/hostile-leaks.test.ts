@@ -350,3 +350,115 @@ describe('metric points at the edge of float8', () => {
     }
   });
 });
+
+describe('refusals in the audit log', () => {
+  const AUDIT = `query($actor: String, $outcome: AuditOutcome) {
+    auditLog(actor: $actor, outcome: $outcome, first: 1000) { action target outcome detail }
+  }`;
+  const auditOf = async (admin: string, actor: string, outcome?: string) =>
+    (await gw.ok(admin, AUDIT, { actor, outcome })).auditLog as { action: string; target: string | null; outcome: string; detail: any }[];
+  /** One HTTP request carrying `operations` as a batch; the answers, one per operation. */
+  async function batch(token: string, operations: { query: string; variables?: Record<string, unknown> }[]): Promise<GraphQLResponse[]> {
+    const response = await gw.app.fetch('http://localhost/graphql', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify(operations),
+    });
+    return (await response.json()) as GraphQLResponse[];
+  }
+  const aliases = (count: number) => `{ ${Array.from({ length: count }, (_, i) => `a${i}: viewer { role }`).join(' ')} }`;
+
+  async function readerOf(admin: string): Promise<{ token: string; actor: string }> {
+    const name = unique('prober');
+    const issue = await gw.ok(admin, 'mutation($name: String!) { createToken(input: { name: $name, role: READER }) { token } }', { name });
+    return { token: issue.createToken.token, actor: `reader:${name}` };
+  }
+
+  it('records a refused operation once, however many fields it asked for, with their count', async () => {
+    const admin = await newTenant('aliases');
+    await addNamespace(admin, 'vault', { openAccess: false });
+    const agentId = unique('prober');
+    const agent = await addAgent(admin, agentId);
+    expectError(await gw.gql(agent, aliases(3_000)), 'QUERY_TOO_COMPLEX');
+    const reads = Array.from({ length: 5 }, (_, i) => `r${i}: entry(namespace: "vault", key: "k${i}") { value }`);
+    const read = await gw.gql(agent, `{ ${reads.join(' ')} }`);
+    expect(read.errors?.map((error) => error.extensions?.code)).toEqual(Array(5).fill('FORBIDDEN'));
+    expect(await auditOf(admin, agentId)).toEqual([
+      {
+        action: 'entry',
+        target: 'vault/global/k0',
+        outcome: 'DENIED',
+        detail: { code: 'FORBIDDEN', reason: expect.any(String), refusedFields: 5 },
+      },
+      {
+        action: 'viewer',
+        target: null,
+        outcome: 'DENIED',
+        detail: { code: 'QUERY_TOO_COMPLEX', reason: expect.any(String), refusedFields: 3_000 },
+      },
+    ]);
+  });
+
+  it('records the mutations after a refused one as nothing: they never ran', async () => {
+    const admin = await newTenant('serial');
+    const reader = await readerOf(admin);
+    const sets = Array.from({ length: 5 }, (_, i) => `s${i}: setEntry(input: { namespace: "common", key: "k${i}", value: 1 }) { version }`);
+    expectError(await gw.gql(reader.token, `mutation { ${sets.join(' ')} }`), 'FORBIDDEN');
+    expect(await auditOf(admin, reader.actor)).toEqual([
+      {
+        action: 'setEntry',
+        target: 'common/global/k0',
+        outcome: 'DENIED',
+        detail: { code: 'FORBIDDEN', reason: expect.any(String), refusedFields: 1 },
+      },
+    ]);
+  });
+
+  it('records a batch of refused operations as one record each', async () => {
+    const admin = await newTenant('batch');
+    const reader = await readerOf(admin);
+    const answers = await batch(
+      reader.token,
+      Array.from({ length: 20 }, () => ({ query: aliases(3_000) })),
+    );
+    expect(answers.map((answer) => answer.errors?.[0]?.extensions?.code)).toEqual(Array(20).fill('QUERY_TOO_COMPLEX'));
+    const events = await auditOf(admin, reader.actor);
+    expect(events).toHaveLength(20);
+    for (const event of events) expect(event.detail).toMatchObject({ code: 'QUERY_TOO_COMPLEX', refusedFields: 3_000 });
+  });
+
+  it("bounds the refusals recorded for one token, says once that the rest were dropped, and still records its allowed mutations and other tokens' refusals", async () => {
+    const admin = await newTenant('flood');
+    await addNamespace(admin, 'vault', { openAccess: false });
+    const agentId = unique('flooder');
+    const agent = await addAgent(admin, agentId, ['vault']);
+    const reader = await readerOf(admin);
+    const refused = { query: 'query($key: String!) { entry(namespace: "vault", key: $key) { value } }' };
+    // Five batches of 20 refused operations, more than the limit of one window.
+    for (let round = 0; round < 5; round++) {
+      const answers = await batch(
+        agent,
+        Array.from({ length: 20 }, (_, i) => ({ ...refused, variables: { key: `k${round}-${i}` } })),
+      );
+      expect(new Set(answers.map((answer) => answer.errors?.[0]?.extensions?.code))).toEqual(new Set(['FORBIDDEN']));
+    }
+    await gw.ok(agent, SET, { ns: 'common', key: 'after-the-flood', value: 1 });
+    expectError(await gw.gql(reader.token, SET, { ns: 'common', key: 'meanwhile', value: 1 }), 'FORBIDDEN');
+
+    const events = await auditOf(admin, agentId);
+    const dropped = events.filter((event) => event.action === 'auditDropped');
+    expect(dropped).toEqual([
+      {
+        action: 'auditDropped',
+        target: null,
+        outcome: 'DENIED',
+        detail: { code: 'RATE_LIMITED', reason: expect.any(String), limit: expect.any(Number), until: expect.any(String) },
+      },
+    ]);
+    const limit = dropped[0]?.detail.limit as number;
+    expect(limit).toBeLessThan(100);
+    expect(events.filter((event) => event.action === 'entry')).toHaveLength(limit);
+    expect(events[0]).toMatchObject({ action: 'setEntry', target: 'common/global/after-the-flood', outcome: 'ALLOWED' });
+    expect(await auditOf(admin, reader.actor)).toEqual([expect.objectContaining({ action: 'setEntry', outcome: 'DENIED' })]);
+  });
+});
