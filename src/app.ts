@@ -245,7 +245,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
       // A token that is given but bad closes the socket with 4403; one too many for its token, with 4429.
       onConnect: async ({ connectionParams, extra }) => {
         const token = bearerToken(authorizationOf(connectionParams));
-        if (token === undefined) return true;
+        if (token === undefined) return socketLimits.admitWithoutToken(extra.socket, extra.request.socket.remoteAddress);
         const principal = await services.authenticator.authenticate(token);
         if (principal === null) return false;
         if (await socketLimits.admit(extra.socket, principal)) return true;

@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, eventually, type Gateway, type GraphQLResponse, startGateway, subscribe } from './support/gateway.js';
+import { openRawSocket, type RawSocket } from './support/raw-socket.js';
 
 /** A gateway that can seal, so that sensitive namespaces can be tried too. */
 let gw: Gateway;
@@ -460,5 +461,42 @@ describe('refusals in the audit log', () => {
     expect(events.filter((event) => event.action === 'entry')).toHaveLength(limit);
     expect(events[0]).toMatchObject({ action: 'setEntry', target: 'common/global/after-the-flood', outcome: 'ALLOWED' });
     expect(await auditOf(admin, reader.actor)).toEqual([expect.objectContaining({ action: 'setEntry', outcome: 'DENIED' })]);
+  });
+});
+
+describe('WebSockets without a token', () => {
+  const sockets: RawSocket[] = [];
+  afterAll(() => {
+    for (const socket of sockets) socket.close();
+  });
+
+  /** A raw socket that sent connection_init with `payload`; `acked` once the server acknowledged it (or null if it closed first). */
+  async function initialized(payload: Record<string, unknown>) {
+    const socket = await openRawSocket(gw.wsUrl);
+    sockets.push(socket);
+    socket.send({ type: 'connection_init', payload });
+    const ack = await socket.waitFor((frame) => frame.type === 'connection_ack');
+    return { socket, acked: ack !== null };
+  }
+
+  it('closes with 4401 a socket that gave no token and does not subscribe, and keeps the one beside it that gave a token', async () => {
+    const [tokenless, authenticated] = await Promise.all([initialized({}), initialized({ authorization: `Bearer ${ADMIN_TOKEN}` })]);
+    expect([tokenless.acked, authenticated.acked]).toEqual([true, true]);
+    expect(await tokenless.socket.closed).toEqual({ code: 4401, reason: expect.any(String) });
+    expect(authenticated.socket.isOpen()).toBe(true);
+  });
+
+  it('bounds the sockets without a token one address may hold: fifty are closed, none held, and sockets with a token are still admitted', async () => {
+    const probes = await Promise.all(Array.from({ length: 50 }, () => initialized({})));
+    const refused = probes.filter((probe) => !probe.acked);
+    expect(refused.length).toBeGreaterThan(0);
+    expect(new Set(await Promise.all(refused.map(async ({ socket }) => (await socket.closed).code)))).toEqual(new Set([4429]));
+    // While this address holds its tokenless sockets, one with a token is still welcome.
+    expect((await initialized({ authorization: `Bearer ${ADMIN_TOKEN}` })).acked).toBe(true);
+    // Every acknowledged one is closed too, without having done anything.
+    const acknowledged = probes.filter((probe) => probe.acked);
+    expect(new Set(await Promise.all(acknowledged.map(async ({ socket }) => (await socket.closed).code)))).toEqual(new Set([4401]));
+    // Their slots are free again.
+    expect((await initialized({})).acked).toBe(true);
   });
 });
