@@ -19,7 +19,7 @@ import { createMaskError, toGraphQLError, useRequestErrorCodes } from './graphql
 import { useInputCheck } from './guards/input-check.js';
 import { useOperationLimits, withoutIntrospection } from './guards/operation-limits.js';
 import { MAX_BATCH_OPERATIONS, useRequestLimits } from './guards/request-limits.js';
-import { CONNECTION_INIT_TIMEOUT_MS, SocketLimits, TOO_MANY_CONNECTIONS } from './guards/socket-limits.js';
+import { CONNECTION_INIT_TIMEOUT_MS, originPolicy, SocketLimits, TOO_MANY_CONNECTIONS } from './guards/socket-limits.js';
 import { schema } from './graphql/schema.js';
 import type { Logger } from './logger.js';
 import { ValueCipher } from './domain/value-cipher.js';
@@ -226,7 +226,12 @@ export async function buildApp(options: AppOptions): Promise<App> {
 
   const server: Server = createServer(yoga);
   // Frames up to twice the largest value a tenant may allow; each tenant's own limit applies to the value itself.
-  const sockets = new WebSocketServer({ server, path: '/graphql', maxPayload: 2 * MAX_VALUE_BYTES_SETTING });
+  const sockets = new WebSocketServer({
+    server,
+    path: '/graphql',
+    maxPayload: 2 * MAX_VALUE_BYTES_SETTING,
+    verifyClient: originPolicy(options.corsOrigins),
+  });
   const socketLimits = new SocketLimits(services);
   const socketServer = useServer<Record<string, unknown> | undefined>(
     {

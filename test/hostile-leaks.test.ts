@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, eventually, type Gateway, type GraphQLResponse, startGateway, subscribe } from './support/gateway.js';
+import WebSocket from 'ws';
 import { openRawSocket, type RawSocket } from './support/raw-socket.js';
 
 /** A gateway that can seal, so that sensitive namespaces can be tried too. */
@@ -498,5 +499,46 @@ describe('WebSockets without a token', () => {
     expect(new Set(await Promise.all(acknowledged.map(async ({ socket }) => (await socket.closed).code)))).toEqual(new Set([4401]));
     // Their slots are free again.
     expect((await initialized({})).acked).toBe(true);
+  });
+});
+
+describe('the origin of a WebSocket', () => {
+  /** The HTTP status of a graphql-ws handshake sent with `origin` (101: upgraded). */
+  const handshake = (wsUrl: string, origin?: string) =>
+    new Promise<number>((resolve, reject) => {
+      const socket = new WebSocket(wsUrl, 'graphql-transport-ws', origin === undefined ? {} : { origin });
+      socket.once('open', () => {
+        resolve(101);
+        socket.terminate();
+      });
+      socket.once('unexpected-response', (_request, response) => {
+        resolve(response.statusCode ?? 0);
+        socket.terminate();
+      });
+      socket.once('error', reject);
+    });
+  const ownOrigin = (on: Gateway) => new URL(on.url).origin;
+
+  it('refuses a page of a foreign origin with 403, and accepts clients without an Origin and pages of its own origin', async () => {
+    expect(await handshake(gw.wsUrl, 'https://evil.example')).toBe(403);
+    expect(await handshake(gw.wsUrl, 'null')).toBe(403);
+    expect(await handshake(gw.wsUrl)).toBe(101);
+    expect(await handshake(gw.wsUrl, ownOrigin(gw))).toBe(101);
+  });
+
+  it('accepts the origins STATEHOUSE_CORS_ORIGINS names, as CORS does for HTTP', async () => {
+    const open = await startGateway({ app: { corsOrigins: ['https://app.example'] } });
+    try {
+      expect(await handshake(open.wsUrl, 'https://app.example')).toBe(101);
+      expect(await handshake(open.wsUrl, 'https://evil.example')).toBe(403);
+      expect(await handshake(open.wsUrl, ownOrigin(open))).toBe(101);
+      const preflight = await fetch(open.url, {
+        method: 'OPTIONS',
+        headers: { origin: 'https://app.example', 'access-control-request-method': 'POST' },
+      });
+      expect(preflight.headers.get('access-control-allow-origin')).toBe('https://app.example');
+    } finally {
+      await open.close();
+    }
   });
 });

@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import type { Principal } from '../auth/principal.js';
 import type { Services } from '../context.js';
 import { StatehouseError } from '../domain/errors.js';
@@ -26,6 +27,36 @@ const UNAUTHORIZED = 4401;
 /** What the limits need of a socket (ws's WebSocket). */
 interface ClosableSocket {
   close(code: number, reason: string): void;
+}
+
+/** An origin as browsers send it (scheme, host, port if not the default), or null when it is not a URL. */
+function originOf(text: string): string | null {
+  try {
+    const { origin } = new URL(text);
+    return origin === 'null' ? null : origin;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * ws's verifyClient: for WebSocket upgrades, which CORS does not cover, the origin policy CORS
+ * applies to HTTP. A handshake without Origin (not a browser: agents, CLIs) is accepted; a browser
+ * page is accepted from the gateway's own origin (its dashboard) or one of `corsOrigins`
+ * (STATEHOUSE_CORS_ORIGINS), and any other page is answered 403 before the upgrade.
+ */
+export function originPolicy(corsOrigins: readonly string[] = []) {
+  const allowed = new Set(corsOrigins.map((origin) => originOf(origin) ?? origin));
+  return (
+    { origin, req }: { origin: string | undefined; req: IncomingMessage },
+    answer: (accepted: boolean, code?: number, message?: string) => void,
+  ): void => {
+    if (origin === undefined) return answer(true);
+    const page = originOf(origin);
+    const sameOrigin = page !== null && new URL(page).host === req.headers.host?.toLowerCase();
+    if (sameOrigin || (page !== null && allowed.has(page))) return answer(true);
+    answer(false, 403, 'Origin not allowed');
+  };
 }
 
 /**
