@@ -21,7 +21,7 @@ import { useDocumentLimits } from './guards/document-limits.js';
 import { useInputCheck } from './guards/input-check.js';
 import { useOperationLimits, withoutIntrospection } from './guards/operation-limits.js';
 import { MAX_BATCH_OPERATIONS, useRequestLimits } from './guards/request-limits.js';
-import { CONNECTION_INIT_TIMEOUT_MS, SocketLimits, TOO_MANY_CONNECTIONS } from './guards/socket-limits.js';
+import { CONNECTION_INIT_TIMEOUT_MS, originPolicy, SocketLimits, TOO_MANY_CONNECTIONS } from './guards/socket-limits.js';
 import { schema } from './graphql/schema.js';
 import type { Logger } from './logger.js';
 import { ValueCipher } from './domain/value-cipher.js';
@@ -231,7 +231,12 @@ export async function buildApp(options: AppOptions): Promise<App> {
 
   const server: Server = createServer(yoga);
   // Frames up to twice the largest value a tenant may allow; each tenant's own limit applies to the value itself.
-  const sockets = new WebSocketServer({ server, path: '/graphql', maxPayload: 2 * MAX_VALUE_BYTES_SETTING });
+  const sockets = new WebSocketServer({
+    server,
+    path: '/graphql',
+    maxPayload: 2 * MAX_VALUE_BYTES_SETTING,
+    verifyClient: originPolicy(options.corsOrigins),
+  });
   const socketLimits = new SocketLimits(services);
   const socketServer = useServer<Record<string, unknown> | undefined>(
     {
@@ -250,7 +255,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
       // A token that is given but bad closes the socket with 4403; one too many for its token, with 4429.
       onConnect: async ({ connectionParams, extra }) => {
         const token = bearerToken(authorizationOf(connectionParams));
-        if (token === undefined) return true;
+        if (token === undefined) return socketLimits.admitWithoutToken(extra.socket, extra.request.socket.remoteAddress);
         const principal = await services.authenticator.authenticate(token);
         if (principal === null) {
           extra.socket.close(CloseCode.Forbidden, credentialsProblem(token, 'socket'));

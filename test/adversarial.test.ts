@@ -826,6 +826,7 @@ const keyRule = (key: string) =>
   [...key].length >= 1 &&
   [...key].length <= 512 &&
   !/[\u0000-\u001f\u007f-\u009f]/.test(key) &&
+  !/[\u061c\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]/.test(key) &&
   !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(key);
 /** Names must follow the rule; a name that does may still be refused for access. */
 const namespaceRule = (name: string) => (NAMESPACE_RULE.test(name) ? undefined : false);

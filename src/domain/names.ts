@@ -4,6 +4,12 @@ import { badInput } from './errors.js';
 const NAMESPACE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const SCOPE = /^[A-Za-z0-9._:/@-]{1,200}$/;
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+/**
+ * Characters that change how a key looks without showing themselves: bidirectional controls
+ * (a key "report\u202Etxt.exe" displays as "reportexe.txt") and zero-width characters (two keys
+ * that print alike). Refused in keys, as control characters are.
+ */
+const INVISIBLE = /[\u061c\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]/;
 /** A lone UTF-16 surrogate: not a character, and PostgreSQL would store it as U+FFFD. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const IDENTIFIER = /^[A-Za-z0-9._:@-]{1,128}$/;
@@ -30,8 +36,8 @@ export function checkScope(scope: string, field = 'scope'): string {
 export function checkKey(key: string, field = 'key'): string {
   // Length in characters (code points), as a client counts them.
   const length = [...key].length;
-  if (length < 1 || length > 512 || CONTROL.test(key) || LONE_SURROGATE.test(key)) {
-    throw badInput(field, `${field} must be 1 to 512 characters with no control characters`);
+  if (length < 1 || length > 512 || CONTROL.test(key) || INVISIBLE.test(key) || LONE_SURROGATE.test(key)) {
+    throw badInput(field, `${field} must be 1 to 512 characters with no control, bidirectional or zero-width characters`);
   }
   return key;
 }

@@ -23,8 +23,16 @@ export const AgentRef = builder.objectRef<Agent>('Agent').implement({
     name: t.exposeString('name', { description: 'A name for people' }),
     type: t.exposeString('type', { description: 'What kind of agent it is (planner, importer, …); agents and agentChanged filter by it' }),
     capabilities: t.exposeStringList('capabilities', { description: 'What it can do, as free labels' }),
-    stateNamespaces: t.exposeStringList('stateNamespaces', {
-      description: 'Namespaces it declared: those that are open it may read and write (unless a grant says otherwise)',
+    stateNamespaces: t.stringList({
+      description:
+        'Namespaces it declared: those that are open it may read and write (unless a grant says otherwise). To an agent, only the namespaces it can reach itself: no agent learns names the access rule hides from it',
+      resolve: async (agent, _args, context) => {
+        const principal = principalOf(context);
+        if (principal.role !== 'AGENT') return agent.stateNamespaces;
+        const { access } = context.services;
+        const reachable = await Promise.all(agent.stateNamespaces.map((name) => access.canRead(principal, name)));
+        return agent.stateNamespaces.filter((_name, index) => reachable[index]);
+      },
     }),
     status: t.expose('status', { type: AgentStatus, description: 'As of its last heartbeat; STARTING before the first' }),
     active: t.boolean({

@@ -1,6 +1,7 @@
 import {
   type ExecutionArgs,
   type ExecutionResult,
+  type FieldNode,
   getArgumentValues,
   getOperationAST,
   type GraphQLError,
@@ -32,7 +33,9 @@ const AuditEventRef = builder.objectRef<AuditEvent>('AuditEvent').implement({
     at: t.expose('at', { type: 'DateTime', description: 'When it happened' }),
     actor: t.exposeString('actor', { nullable: true, description: 'An agent id, or admin:<token name> / reader:<token name>' }),
     role: t.field({ type: Role, nullable: true, description: "The actor's role", resolve: (event) => event.role }),
-    action: t.exposeString('action', { description: 'The root field: a mutation, or read for a read of sensitive values' }),
+    action: t.exposeString('action', {
+      description: 'The root field: a mutation, read for a read of sensitive values, or auditDropped when refusals went unrecorded',
+    }),
     target: t.exposeString('target', { nullable: true, description: 'namespace/scope/key, a namespace, or an id' }),
     outcome: t.expose('outcome', { type: AuditOutcomeEnum, description: 'Whether it ran or was refused' }),
     detail: t.expose('detail', { type: 'JSON', nullable: true, description: 'The error code and, when denied, the reason' }),
@@ -67,7 +70,7 @@ function answerOf(error: GraphQLError): { code: string; message: string } {
 }
 
 /** Names the thing a root field acts on from its arguments — ids and names only, never values. */
-function targetOf(args: Record<string, unknown>): string | null {
+function targetOfArguments(args: Record<string, unknown>): string | null {
   const input = (typeof args.input === 'object' && args.input !== null ? args.input : args) as Record<string, unknown>;
   if (Array.isArray(input.operations)) {
     const namespaces = new Set<string>();
@@ -89,8 +92,11 @@ function targetOf(args: Record<string, unknown>): string | null {
 
 /**
  * Records every mutation, and every operation refused (FORBIDDEN, UNAUTHENTICATED, limits), with
- * the caller, the root field, its target and the outcome. Callers without a valid token belong to
- * no tenant, so their refusals are not in any tenant's log.
+ * the caller, the root field, its target and the outcome. A refused operation is one record however
+ * many fields it asked for (the first refused field names it; `refusedFields` counts them), and a
+ * token's refusals are bounded per minute (see AuditLog.recordRefusal): a hostile client cannot bury
+ * the log under its own refusals. Callers without a valid token belong to no tenant, so their
+ * refusals are not in any tenant's log.
  */
 export function useAuditTrail(): Plugin<Context> {
   function recordResult(args: ExecutionArgs, result: ExecutionResult): void {
@@ -106,29 +112,49 @@ export function useAuditTrail(): Plugin<Context> {
       else operationError ??= error;
     }
     const rootType: GraphQLObjectType | null | undefined = args.schema.getRootType(operation.operation);
+    const targetOf = (selection: FieldNode): string | null => {
+      const field = rootType?.getFields()[selection.name.value];
+      try {
+        return field ? targetOfArguments(getArgumentValues(field, selection, args.variableValues ?? {})) : null;
+      } catch {
+        // arguments that do not coerce were refused before execution: no target to name
+        return null;
+      }
+    };
+    const event = { tenantId: principal.tenantId, actor: actorOf(principal), role: principal.role };
+    let refused: { selection: FieldNode; answer: { code: string; message: string } } | undefined;
+    let refusedFields = 0;
+    // A mutation's fields run one after another, and a failed non-null one ends the operation with
+    // data null: the fields after it never ran, so they are neither allowed nor refused.
+    let halted = false;
     for (const selection of operation.selectionSet.selections) {
       if (selection.kind !== Kind.FIELD || selection.name.value.startsWith('__')) continue;
       const error = errors.get(selection.alias?.value ?? selection.name.value) ?? operationError;
+      if (!error && halted) continue;
+      if (error && !result.data) halted = true;
       const answer = error ? answerOf(error) : undefined;
-      const denied = answer !== undefined && DENIALS.has(answer.code);
-      if (operation.operation !== 'mutation' && !denied) continue;
-      let target: string | null = null;
-      const field = rootType?.getFields()[selection.name.value];
-      try {
-        if (field) target = targetOf(getArgumentValues(field, selection, args.variableValues ?? {}));
-      } catch {
-        // arguments that do not coerce were refused before execution: no target to name
+      if (answer !== undefined && DENIALS.has(answer.code)) {
+        refused ??= { selection, answer };
+        refusedFields++;
+        continue;
       }
+      if (operation.operation !== 'mutation') continue;
       services.audit.record({
-        tenantId: principal.tenantId,
-        actor: actorOf(principal),
-        role: principal.role,
+        ...event,
         action: selection.name.value,
-        target,
-        outcome: denied ? 'DENIED' : 'ALLOWED',
-        detail: answer ? { code: answer.code, ...(denied ? { reason: answer.message } : {}) } : null,
+        target: targetOf(selection),
+        outcome: 'ALLOWED',
+        detail: answer ? { code: answer.code } : null,
       });
     }
+    if (!refused) return;
+    services.audit.recordRefusal(principal.tokenId, {
+      ...event,
+      action: refused.selection.name.value,
+      target: targetOf(refused.selection),
+      outcome: 'DENIED',
+      detail: { code: refused.answer.code, reason: refused.answer.message, refusedFields },
+    });
   }
 
   return {

@@ -28,6 +28,17 @@ const UNSTORABLE_TEXT = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\
 const FLUSH_AFTER_MS = 20;
 const FLUSH_AT = 500;
 
+/** Refused operations recorded per token and window; past it, one record says the rest were dropped. */
+export const REFUSALS_PER_TOKEN = 60;
+export const REFUSAL_WINDOW_MS = 60_000;
+
+interface RefusalWindow {
+  actor: string | null;
+  startedAt: number;
+  recorded: number;
+  dropped: number;
+}
+
 /**
  * The audit log. Records are buffered and written in one statement per batch (every 20 ms or 500
  * records), so auditing adds no round trip to a write. A record can be lost only if the process
@@ -38,6 +49,9 @@ export class AuditLog {
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> = Promise.resolve();
   private unwritten = 0;
+  /** Per token: its refusals in the current window (counted in this process, as rate limits are). */
+  private readonly refusals = new Map<string, RefusalWindow>();
+  private refusalsSweptAt = Date.now();
 
   constructor(
     private readonly database: DatabaseHandle,
@@ -56,6 +70,56 @@ export class AuditLog {
     this.unwritten++;
     if (this.buffer.length >= FLUSH_AT) void this.flush();
     else this.timer ??= setTimeout(() => void this.flush(), FLUSH_AFTER_MS);
+  }
+
+  /**
+   * Records a refused operation of `tokenId`, at most REFUSALS_PER_TOKEN a window: a client that
+   * floods the gateway with refused requests would otherwise bury the real events under its own.
+   * The first refusal past the limit records, once per window, that the rest are dropped.
+   */
+  recordRefusal(tokenId: string, record: AuditRecord): void {
+    const now = Date.now();
+    this.sweepRefusals(now);
+    let window = this.refusals.get(tokenId);
+    if (!window || now - window.startedAt >= REFUSAL_WINDOW_MS) {
+      if (window) this.closeWindow(window);
+      window = { actor: record.actor, startedAt: now, recorded: 0, dropped: 0 };
+      this.refusals.set(tokenId, window);
+    }
+    if (window.recorded < REFUSALS_PER_TOKEN) {
+      window.recorded++;
+      this.record(record);
+      return;
+    }
+    if (window.dropped++ > 0) return;
+    const until = new Date(window.startedAt + REFUSAL_WINDOW_MS).toISOString();
+    this.record({
+      ...record,
+      action: 'auditDropped',
+      target: null,
+      detail: {
+        code: 'RATE_LIMITED',
+        reason: `More than ${REFUSALS_PER_TOKEN} refused operations of this token in ${REFUSAL_WINDOW_MS / 1000} s: its further refusals until ${until} are not recorded`,
+        limit: REFUSALS_PER_TOKEN,
+        until,
+      },
+    });
+  }
+
+  /** Forgets the windows that have ended, once a window, so the map holds only tokens refused lately. */
+  private sweepRefusals(now: number): void {
+    if (now - this.refusalsSweptAt < REFUSAL_WINDOW_MS) return;
+    this.refusalsSweptAt = now;
+    for (const [tokenId, window] of this.refusals) {
+      if (now - window.startedAt < REFUSAL_WINDOW_MS) continue;
+      this.closeWindow(window);
+      this.refusals.delete(tokenId);
+    }
+  }
+
+  /** The audit log says that refusals were dropped; the gateway's log says how many. */
+  private closeWindow(window: RefusalWindow): void {
+    if (window.dropped > 0) this.logger.warn({ actor: window.actor, dropped: window.dropped }, 'refused operations not audited');
   }
 
   /** Writes what is buffered; resolves once everything recorded before the call is stored. */

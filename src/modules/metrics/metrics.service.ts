@@ -61,6 +61,23 @@ export const MAX_SERIES_BUCKETS = 10_000;
 const MAX_BUCKET_SECONDS = 366 * 24 * 3600;
 const RETENTION_BATCH = 5_000;
 
+/**
+ * The mean of the group's values without overflow. float8's avg() also sums the squares, which
+ * overflow from about 1e154, and a plain sum overflows at 1.8e308 — either way one agent's point
+ * could break every summary of its tenant. Values from 1e270 up are summed scaled by 2^-64 (exact:
+ * a power of two) and both parts divided by the count before they are added; below that the result
+ * is avg()'s own, sum / count.
+ */
+const MEAN = sql.raw(`(coalesce(sum(value) FILTER (WHERE abs(value) < 1e270), 0) / count(*)
+  + coalesce(sum(value * (2::float8 ^ -64)) FILTER (WHERE abs(value) >= 1e270), 0) / count(*) * (2::float8 ^ 64))`);
+
+/**
+ * percentile_cont interpolates as lo + p·(hi − lo), which is ±Infinity when hi − lo overflows (a
+ * point near −1.8e308 and one near +1.8e308). Halving the values first and doubling the result
+ * keeps every step finite and changes nothing else (both are exact for all but subnormal values).
+ */
+const percentile = (fraction: number) => sql.raw(`percentile_cont(${fraction}) WITHIN GROUP (ORDER BY value * 0.5) * 2`);
+
 interface PointRow {
   at: string | Date;
   count: number;
@@ -174,10 +191,8 @@ export class MetricsService {
     // Every figure is float8 or int, which both drivers return as numbers: the rows are summaries as they are.
     return this.database.rows<MetricSummary>(sql`
       WITH totals AS (
-        SELECT ${keys}, count(*)::int AS count, min(value) AS min, max(value) AS max, avg(value) AS avg,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY value) AS p50,
-               percentile_cont(0.95) WITHIN GROUP (ORDER BY value) AS p95,
-               percentile_cont(0.99) WITHIN GROUP (ORDER BY value) AS p99
+        SELECT ${keys}, count(*)::int AS count, min(value) AS min, max(value) AS max, ${MEAN} AS avg,
+               ${percentile(0.5)} AS p50, ${percentile(0.95)} AS p95, ${percentile(0.99)} AS p99
         FROM metrics WHERE ${conditions} GROUP BY ${keys}
       )
       SELECT t.name, l.unit, ${agent} AS "agentId", t.count, t.min, t.max, t.avg, t.p50, t.p95, t.p99, l.value AS last
@@ -210,7 +225,7 @@ export class MetricsService {
     const conditions = await this.conditions(tenantId, { ...filter, since });
     const rows = await this.database.rows<PointRow>(sql`
       SELECT to_timestamp(floor(extract(epoch FROM at) / ${bucketSeconds}::int) * ${bucketSeconds}::int) AS at,
-             count(*)::int AS count, avg(value) AS avg, min(value) AS min, max(value) AS max
+             count(*)::int AS count, ${MEAN} AS avg, min(value) AS min, max(value) AS max
       FROM metrics WHERE ${conditions}
       GROUP BY 1 ORDER BY 1`);
     return rows.map((row) => ({

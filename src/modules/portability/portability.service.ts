@@ -1,8 +1,8 @@
 import { sql } from 'drizzle-orm';
-import { type AccessService, COMMON, SYSTEM } from '../../auth/access.js';
+import { type AccessService, COMMON, type NamespaceSettings, SYSTEM } from '../../auth/access.js';
 import { actorOf, type Principal } from '../../auth/principal.js';
 import type { DatabaseHandle } from '../../db/client.js';
-import { badInput } from '../../domain/errors.js';
+import { badInput, StatehouseError } from '../../domain/errors.js';
 import { checkSchema, validateValue } from '../../domain/json-schema.js';
 import { checkKey, checkNamespace, checkScope } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
@@ -101,15 +101,13 @@ export class PortabilityService {
     const { tenantId } = principal;
     const limits = await this.policy.limits(tenantId);
     const existing = await this.access.namespaces(tenantId);
-    const namespaces = this.parse(data, limits.maxValueBytes).map((ns) => {
-      // An existing namespace keeps its sensitivity (import does not change it); its values are sealed if it has one.
-      const settings = existing.get(ns.name) ?? ns;
-      if (settings.sensitive && !this.policy.canSeal) {
+    const namespaces = this.parse(data, limits.maxValueBytes, existing).map((ns) => {
+      if (ns.sensitive && !this.policy.canSeal) {
         throw badInput('data', `Namespace ${ns.name} is sensitive: importing it needs STATEHOUSE_ENCRYPTION_KEY to be set on the gateway`);
       }
       const entries = ns.entries.map((entry) => ({
         ...entry,
-        text: this.policy.stored(tenantId, settings, entry.scope, entry.key, entry.text),
+        text: this.policy.stored(tenantId, ns, entry.scope, entry.key, entry.text),
       }));
       return { ...ns, entries };
     });
@@ -123,13 +121,13 @@ export class PortabilityService {
     const revision = await this.database.transaction(async (rows) => {
       await rows(sql`SELECT pg_advisory_xact_lock(hashtextextended(${tenantLockName(tenantId)}, 0))`);
       for (const ns of namespaces) {
+        // Only the settings the data gives change an existing namespace; the others keep their current values.
+        const updates = ns.given.map((setting) => sql.raw(`${COLUMNS[setting]} = excluded.${COLUMNS[setting]}`));
         await rows(sql`
           INSERT INTO namespaces (tenant_id, name, description, open_access, sensitive, schema, default_value, default_ttl_seconds, history_limit)
           VALUES (${tenantId}, ${ns.name}, ${ns.description}, ${ns.openAccess}, ${ns.sensitive}, ${json(ns.schema)}::jsonb,
                   ${json(ns.defaultValue)}::jsonb, ${ns.defaultTtlSeconds}, ${ns.historyLimit})
-          ON CONFLICT (tenant_id, name) DO UPDATE SET description = excluded.description, open_access = excluded.open_access,
-            schema = excluded.schema, default_value = excluded.default_value, default_ttl_seconds = excluded.default_ttl_seconds,
-            history_limit = excluded.history_limit`);
+          ON CONFLICT (tenant_id, name) DO ${updates.length > 0 ? sql`UPDATE SET ${sql.join(updates, sql`, `)}` : sql`NOTHING`}`);
       }
       const written: { revision: string | null }[] = [];
       if (mode === 'REPLACE') {
@@ -181,8 +179,14 @@ export class PortabilityService {
     return true;
   }
 
-  /** Validates a whole export document before anything is written; every failure names its place. */
-  private parse(data: unknown, maxValueBytes: number) {
+  /**
+   * Validates a whole export document before anything is written; every failure names its place.
+   * A namespace's settings are those the data gives, and for the others its current ones (a new
+   * namespace: createNamespace's defaults), so leaving a setting out never changes it — an import
+   * cannot loosen access or drop a schema by omission. Entries are checked against the schema the
+   * namespace will have.
+   */
+  private parse(data: unknown, maxValueBytes: number, existing: ReadonlyMap<string, NamespaceSettings>) {
     if (!isObject(data) || data.format !== EXPORT_FORMAT || data.version !== 1 || !Array.isArray(data.namespaces)) {
       throw badInput('data', `data must be an export of this gateway ({ format: "${EXPORT_FORMAT}", version: 1, namespaces: [...] })`);
     }
@@ -193,27 +197,27 @@ export class PortabilityService {
       const name = checkNamespace(String(raw.name ?? ''), `${at}.name`);
       if (seen.has(name)) throw badInput(`${at}.name`, `Namespace ${name} appears twice`);
       seen.add(name);
-      const builtIn = name === COMMON || name === SYSTEM;
-      const integer = (value: unknown, field: string, max: number) => {
-        if (value === null || value === undefined) return null;
-        if (!Number.isInteger(value) || (value as number) < 1 || (value as number) > max)
-          throw badInput(`${at}.${field}`, `${field} must be from 1 to ${max}`);
-        return value as number;
-      };
-      const schema = raw.schema ?? null;
-      if (schema !== null) checkSchema(schema, `${at}.schema`);
+      const current = existing.get(name);
+      const given = this.givenSettings(raw, at, name);
+      const settings = { ...(current ?? NEW_NAMESPACE), ...given };
+      const asked = this.flag(raw, 'sensitive', at) === true;
+      // An existing namespace keeps its sensitivity: sealing is fixed at creation.
+      const sensitive = current ? current.sensitive : asked;
+      if (settings.schema !== null && settings.defaultValue !== null) {
+        try {
+          validateValue(settings.schema, settings.defaultValue);
+        } catch {
+          throw badInput(`${at}.defaultValue`, 'defaultValue does not match the schema');
+        }
+      }
       const entries = raw.entries ?? [];
       if (!Array.isArray(entries)) throw badInput(`${at}.entries`, 'entries must be a list');
       const keys = new Set<string>();
       return {
         name,
-        description: typeof raw.description === 'string' ? raw.description.slice(0, 1000) : null,
-        openAccess: builtIn ? true : raw.openAccess !== false,
-        sensitive: raw.sensitive === true,
-        schema,
-        defaultValue: raw.defaultValue ?? null,
-        defaultTtlSeconds: integer(raw.defaultTtlSeconds, 'defaultTtlSeconds', MAX_TTL_SECONDS),
-        historyLimit: integer(raw.historyLimit, 'historyLimit', Number.MAX_SAFE_INTEGER),
+        ...settings,
+        sensitive,
+        given: Object.keys(given) as (keyof ImportedSettings)[],
         entries: entries.flatMap((entry: unknown, entryIndex: number) => {
           const where = `${at}.entries[${entryIndex}]`;
           if (!isObject(entry)) throw badInput(where, `${where} must be an object`);
@@ -222,7 +226,7 @@ export class PortabilityService {
           if (keys.has(`${scope}\u001f${key}`)) throw badInput(`${where}.key`, `${scope}/${key} appears twice in ${name}`);
           keys.add(`${scope}\u001f${key}`);
           const text = encodeValue(entry.value, `${where}.value`, maxValueBytes);
-          if (schema !== null) validateValue(schema, entry.value);
+          if (settings.schema !== null) validateEntry(settings.schema, entry.value, `${where}.value`);
           const expiresAt = entry.expiresAt ? new Date(String(entry.expiresAt)) : null;
           if (expiresAt !== null && Number.isNaN(expiresAt.getTime())) throw badInput(`${where}.expiresAt`, 'expiresAt must be a date');
           // An entry that has expired since the export is not brought back.
@@ -231,6 +235,87 @@ export class PortabilityService {
         }),
       };
     });
+  }
+
+  /** The settings `raw` gives, checked; null clears a setting, as in updateNamespace. */
+  private givenSettings(raw: Record<string, unknown>, at: string, name: string): Partial<ImportedSettings> {
+    const given: Partial<ImportedSettings> = {};
+    const integer = (setting: 'defaultTtlSeconds' | 'historyLimit', max: number) => {
+      const value = raw[setting];
+      if (value === null) return null;
+      if (!Number.isInteger(value) || (value as number) < 1 || (value as number) > max)
+        throw badInput(`${at}.${setting}`, `${setting} must be from 1 to ${max}`);
+      return value as number;
+    };
+    if (this.isGiven(raw, 'description')) {
+      const { description } = raw;
+      if (description !== null && typeof description !== 'string') throw badInput(`${at}.description`, 'description must be a string');
+      given.description = description === null ? null : description.slice(0, 1000);
+    }
+    const openAccess = this.flag(raw, 'openAccess', at);
+    // common and system are open by definition (access rule steps 1 and 2).
+    if (name === COMMON || name === SYSTEM) given.openAccess = true;
+    else if (openAccess !== undefined) given.openAccess = openAccess;
+    if (this.isGiven(raw, 'schema')) {
+      given.schema = raw.schema ?? null;
+      if (given.schema !== null) checkSchema(given.schema, `${at}.schema`);
+    }
+    if (this.isGiven(raw, 'defaultValue')) given.defaultValue = raw.defaultValue ?? null;
+    if (this.isGiven(raw, 'defaultTtlSeconds')) given.defaultTtlSeconds = integer('defaultTtlSeconds', MAX_TTL_SECONDS);
+    if (this.isGiven(raw, 'historyLimit')) given.historyLimit = integer('historyLimit', Number.MAX_SAFE_INTEGER);
+    return given;
+  }
+
+  /** A setting is given when its key is there, null included. */
+  private isGiven(raw: Record<string, unknown>, setting: keyof ImportedSettings): boolean {
+    return Object.hasOwn(raw, setting);
+  }
+
+  /** A boolean setting: undefined when left out or null, BAD_USER_INPUT when not a boolean (a string "false" must not read as true). */
+  private flag(raw: Record<string, unknown>, setting: 'openAccess' | 'sensitive', at: string): boolean | undefined {
+    const value = raw[setting];
+    if (value === undefined || value === null) return undefined;
+    if (typeof value !== 'boolean') throw badInput(`${at}.${setting}`, `${setting} must be true or false`);
+    return value;
+  }
+}
+
+/** The settings of a namespace an import may change. */
+interface ImportedSettings {
+  description: string | null;
+  openAccess: boolean;
+  schema: unknown;
+  defaultValue: unknown;
+  defaultTtlSeconds: number | null;
+  historyLimit: number | null;
+}
+
+const COLUMNS: Record<keyof ImportedSettings, string> = {
+  description: 'description',
+  openAccess: 'open_access',
+  schema: 'schema',
+  defaultValue: 'default_value',
+  defaultTtlSeconds: 'default_ttl_seconds',
+  historyLimit: 'history_limit',
+};
+
+/** A namespace an import creates, for the settings the data leaves out: as createNamespace makes it. */
+const NEW_NAMESPACE: ImportedSettings = {
+  description: null,
+  openAccess: true,
+  schema: null,
+  defaultValue: null,
+  defaultTtlSeconds: null,
+  historyLimit: null,
+};
+
+/** VALIDATION_FAILED as for any write, naming the entry's value in the document. */
+function validateEntry(schema: unknown, value: unknown, field: string): void {
+  try {
+    validateValue(schema, value);
+  } catch (error) {
+    if (!(error instanceof StatehouseError)) throw error;
+    throw new StatehouseError(error.code, `${field}: ${error.message}`, { ...error.details, field });
   }
 }
 
