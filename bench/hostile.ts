@@ -1,9 +1,9 @@
 /**
  * Workload 12, hostile documents (issue 14): how long one document holds up everyone else. Each
  * document of test/support/hostile-documents.ts is sent one request at a time, a fresh text every
- * time (no parse cache helps), in turn without a token, with the agent's token, as a batch of ten
- * and over a graphql-ws socket with the token — while a probe sends `{ __typename }` back to back
- * on a connection of its own. Parsing and validating a document blocks the server's event loop, and
+ * time (no parse cache helps), in turn without a token, with the agent's token, as a batch of ten,
+ * and ten at once on a graphql-ws socket with the token — while a probe sends `{ __typename }` back
+ * to back on a connection of its own. Parsing and validating a document blocks the server's event loop, and
  * the probe waits as long: its worst latency is the worst delay one document caused. Every answer is
  * checked: a hostile document must be refused with QUERY_TOO_COMPLEX, and one within the ceilings
  * must not be (nor be an internal error).
@@ -102,7 +102,7 @@ interface Senders {
   agent: http.Agent;
 }
 
-/** Sends `document` once each way, in turn: without a token, with it, as a batch, on the socket. Returns the documents sent. */
+/** Sends `document` each way, in turn: without a token, with it, as a batch, pipelined on the socket. Returns the documents sent. */
 async function sendEachWay(senders: Senders, document: Document, hostile: boolean, variant: () => number): Promise<number> {
   const { server, token, socket, agent } = senders;
   const check = (via: string, answer: Answer) => {
@@ -114,8 +114,10 @@ async function sendEachWay(senders: Senders, document: Document, hostile: boolea
   check('HTTP with a token', (await post(agent, server.url, withToken, JSON.stringify({ query: document(variant()) }))) as Answer);
   const batch = Array.from({ length: BATCH }, () => ({ query: document(variant()) }));
   for (const answer of (await post(agent, server.url, {}, JSON.stringify(batch))) as Answer[]) check('a batch', answer);
-  check('a socket', await subscribeOnce(socket, document(variant())));
-  return 3 + BATCH;
+  // Sent at once: frames that arrive together must still be answered in turn with other I/O.
+  const pipelined = await Promise.all(Array.from({ length: BATCH }, () => subscribeOnce(socket, document(variant()))));
+  for (const answer of pipelined) check('a socket', answer);
+  return 2 + 2 * BATCH;
 }
 
 interface Phase {

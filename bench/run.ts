@@ -745,7 +745,9 @@ async function hostileWorkload(state: State): Promise<void> {
   const seconds = Math.min(state.options.seconds, 3);
   const PROBE_ALONE = '(the probe alone)';
   const worst = { refused: 0, accepted: 0, probeAlone: 0 };
-  note(`12 hostile documents · ${seconds} s each, one request at a time (no token, token, batch of 10, socket), and a probe`);
+  note(
+    `12 hostile documents · ${seconds} s each, one request at a time (no token, token, batch of 10, 10 at once on a socket), and a probe`,
+  );
   await hostileDocuments(server(state, 'statehouse'), state.agentToken, seconds, ({ document, delay }) => {
     const cpu = delay.extra?.serverCpuMsPerDocument as number | undefined;
     const row: ResultRow = {

@@ -231,11 +231,13 @@ export async function buildApp(options: AppOptions): Promise<App> {
 
   const server: Server = createServer(yoga);
   // Frames up to twice the largest value a tenant may allow; each tenant's own limit applies to the value itself.
+  // One message a turn of the event loop: a client's pipelined frames are answered in turn with everyone else's I/O.
   const sockets = new WebSocketServer({
     server,
     path: '/graphql',
     maxPayload: 2 * MAX_VALUE_BYTES_SETTING,
     verifyClient: originPolicy(options.corsOrigins),
+    allowSynchronousEvents: false,
   });
   const socketLimits = new SocketLimits(services);
   const socketServer = useServer<Record<string, unknown> | undefined>(
