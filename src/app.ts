@@ -22,6 +22,7 @@ import { useInputCheck } from './guards/input-check.js';
 import { useOperationLimits, withoutIntrospection } from './guards/operation-limits.js';
 import { MAX_BATCH_OPERATIONS, useRequestLimits } from './guards/request-limits.js';
 import { CONNECTION_INIT_TIMEOUT_MS, originPolicy, SocketLimits, TOO_MANY_CONNECTIONS } from './guards/socket-limits.js';
+import { useStreamLimits } from './guards/stream-limits.js';
 import { schema } from './graphql/schema.js';
 import type { Logger } from './logger.js';
 import { ValueCipher } from './domain/value-cipher.js';
@@ -226,6 +227,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
       useInputCheck(),
       ...(options.introspection === false ? [withoutIntrospection()] : []),
       useReadiness(database),
+      useStreamLimits(),
     ],
   });
 

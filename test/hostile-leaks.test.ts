@@ -6,10 +6,12 @@
  * works in a tenant of its own.
  */
 import { randomBytes } from 'node:crypto';
+import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, eventually, type Gateway, type GraphQLResponse, startGateway, subscribe } from './support/gateway.js';
 import WebSocket from 'ws';
 import { openRawSocket, type RawSocket } from './support/raw-socket.js';
+import { openSse } from './support/sse.js';
 
 /** A gateway that can seal, so that sensitive namespaces can be tried too. */
 let gw: Gateway;
@@ -544,5 +546,65 @@ describe('the origin of a WebSocket', () => {
     } finally {
       await open.close();
     }
+  });
+});
+
+describe('an SSE subscriber that never reads', () => {
+  const ENTRY_CHANGED = 'subscription { entryChanged(namespace: "common") { key value } }';
+
+  /** An SSE subscription over a bare TCP socket, so the test decides when (and whether) it reads. */
+  function rawSse(url: string, token: string, query: string) {
+    const { hostname, port } = new URL(url);
+    const body = JSON.stringify({ query });
+    const socket: Socket = connect(Number(port), hostname);
+    let received = '';
+    let bytes = 0;
+    socket.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (received.length < 1_000_000) received += chunk.toString('latin1');
+    });
+    socket.on('error', () => {});
+    const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.write(
+      `POST /graphql HTTP/1.1\r\nHost: ${hostname}:${port}\r\nAuthorization: Bearer ${token}\r\nAccept: text/event-stream\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+    return { socket, ended, received: () => received, bytes: () => bytes };
+  }
+
+  it('ends the response once 16 MiB wait unsent, and keeps serving the subscriber that reads', { timeout: 180_000 }, async () => {
+    const admin = await newTenant('slow-reader');
+    const stalled = rawSse(gw.url, admin, ENTRY_CHANGED);
+    const reading = openSse(gw.url, admin, ENTRY_CHANGED);
+    // Both are live once a probe write reaches both; then the stalled one stops reading.
+    let probes = 0;
+    await eventually(async () => {
+      await gw.ok(admin, SET, { ns: 'common', key: `probe-${++probes}`, value: 0 });
+      return stalled.received().includes('"key":"probe-') && reading.results.length > 0;
+    });
+    stalled.socket.pause();
+    const seen = reading.results.length;
+
+    // 40 changes of 1 MB, far more than the limit and the kernel's socket buffers hold together, each
+    // written once the reading subscriber has the one before: it never falls behind.
+    const value = 'x'.repeat(1_000_000);
+    const flood = 40;
+    for (let i = 0; i < flood; i++) {
+      await gw.ok(admin, SET, { ns: 'common', key: `big-${i}`, value });
+      await eventually(() => reading.results.length > seen + i, 30_000, `the reading subscriber to get change ${i}`);
+    }
+
+    // The server has produced every change by now: a stalled stream it still held would go on delivering them all.
+    stalled.socket.resume();
+    const outcome = await Promise.race([
+      stalled.ended.then(() => 'ended'),
+      new Promise((resolve) => setTimeout(() => resolve('still open'), 20_000)),
+    ]);
+    expect(outcome).toBe('ended');
+    expect(stalled.bytes()).toBeLessThan(flood * value.length);
+    expect(reading.results.slice(-flood).map((result) => result.data?.entryChanged.key)).toEqual(
+      Array.from({ length: flood }, (_, i) => `big-${i}`),
+    );
+    reading.close();
   });
 });
