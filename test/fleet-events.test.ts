@@ -83,7 +83,7 @@ describe('error patterns, insights and optimizations', () => {
   it('groups messages that differ only in variable parts, counting occurrences and agents', async () => {
     const first = (await gw.ok(alpha, REPORT, { input: { type: 'db', message: 'Timeout after 3000ms on shard 4', context: { q: 1 } } }))
       .reportError;
-    expect(first).toMatchObject({ type: 'db', fingerprint: 'Timeout after <id> on shard <num>', count: 1, agentIds: ['alpha'] });
+    expect(first).toMatchObject({ type: 'db', fingerprint: 'Timeout after <num> on shard <num>', count: 1, agentIds: ['alpha'] });
     const second = (await gw.ok(beta, REPORT, { input: { type: 'db', message: 'Timeout after 15ms on shard 12' } })).reportError;
     expect(second).toMatchObject({ id: first.id, count: 2, agentIds: ['alpha', 'beta'], sampleMessage: 'Timeout after 15ms on shard 12' });
     expect(second.firstSeenAt).toBe(first.firstSeenAt);
@@ -104,6 +104,23 @@ describe('error patterns, insights and optimizations', () => {
       first.id,
     ]);
     expect((await gw.ok(ADMIN_TOKEN, PATTERNS, {})).errorPatterns).toHaveLength(3);
+  });
+
+  it('reads durations and sizes as numbers whatever their unit, so one timeout or limit is one pattern', async () => {
+    for (const [type, messages, shape] of [
+      [
+        'timeout',
+        ['timed out after 30s', 'timed out after 45s', 'timed out after 1.5s', 'timed out after 250ms', 'timed out after 2h'],
+        'timed out after <num>',
+      ],
+      ['size', ['payload of 10MB exceeds 512KiB', 'payload of 2.5GB exceeds 1024kb'], 'payload of <num> exceeds <num>'],
+    ] as const) {
+      const patterns = [];
+      for (const message of messages) patterns.push((await gw.ok(alpha, REPORT, { input: { type, message } })).reportError);
+      expect(patterns.map((pattern) => pattern.fingerprint)).toEqual(messages.map(() => shape));
+      expect(new Set(patterns.map((pattern) => pattern.id)).size).toBe(1);
+      expect(patterns.at(-1)).toMatchObject({ count: messages.length, sampleMessage: messages.at(-1) });
+    }
   });
 
   it('counts only the occurrences inside the window (since, default 24 hours)', async () => {
