@@ -123,6 +123,30 @@ console.log(JSON.stringify({ written, read, change, conflict }));
     const { entry } = await gw.ok(token, '{ entry(namespace: "numbers", key: "n") { value updatedBy } }');
     expect(entry).toEqual({ value: 42, updatedBy: 'script' });
 
+    // The README's example runs as written, as that agent.
+    const readme = readFileSync(join(root, 'README.md'), 'utf8');
+    const example = /```js\n([\s\S]*?)```/.exec(readme.slice(readme.indexOf('## Client')))?.[1] ?? '';
+    writeFileSync(join(project, 'readme-example.mjs'), example);
+    const printed = await run(process.execPath, [...flags, 'readme-example.mjs'], {
+      cwd: project,
+      env: { ...process.env, STATEHOUSE_URL: gw.url, STATEHOUSE_TOKEN: token, NODE_NO_WARNINGS: '1' },
+      timeout: 30_000,
+    });
+    expect(printed.stdout).toBe('SET n 43\n');
+    const after = await gw.ok(
+      token,
+      `{ n: entry(namespace: "numbers", key: "n") { value } total: entry(namespace: "numbers", key: "total") { value }
+         lock: entry(namespace: "common", key: "lock:nightly-report") { value } agent(id: "script") { status }
+         metricSummary(name: "latency_ms") { count } }`,
+    );
+    expect(after).toEqual({
+      n: { value: 43 },
+      total: { value: 42 },
+      lock: null,
+      agent: { status: 'STOPPED' },
+      metricSummary: [{ count: 1 }],
+    });
+
     // Its type declarations resolve through the package's exports, for a TypeScript user.
     writeFileSync(
       join(project, 'check.ts'),
