@@ -418,6 +418,30 @@ describe(`statehouse/client lock() (${backend})`, () => {
     expect((await gw.ok(ADMIN_TOKEN, ENTRY, { ns: 'common', key: 'lock:leader' })).entry).toBeNull();
   });
 
+  it('takes a lock whose holder stopped renewing once its TTL has run out', async () => {
+    // A holder that died: its lock entry stays until it expires.
+    await gw.ok(
+      ADMIN_TOKEN,
+      'mutation { setEntry(input: { namespace: "common", key: "lock:orphaned", value: { holder: "dead" }, expectedVersion: 0, ttlSeconds: 1 }) { version } }',
+    );
+    const waiter = client(otherToken);
+    expect(await waiter.tryLock('orphaned')).toBeNull();
+    const lock = await waiter.lock('orphaned', { ttlSeconds: 30 });
+    const { entry } = await gw.ok(ADMIN_TOKEN, ENTRY, { ns: 'common', key: 'lock:orphaned' });
+    expect(entry.value).not.toEqual({ holder: 'dead' });
+    expect(entry.updatedBy).toBe('consumer');
+    await lock.release();
+  });
+
+  it('lets exactly one of ten contenders hold the lock at a time', async () => {
+    const contenders = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => client(i % 2 ? agentToken : otherToken).tryLock('contended', { ttlSeconds: 30 })),
+    );
+    const winners = contenders.filter((lock) => lock !== null);
+    expect(winners).toHaveLength(1);
+    await winners[0]?.release();
+  });
+
   it('renews the lock while held, past its TTL', async () => {
     const holder = client(agentToken);
     const lock = await holder.lock('renewed', { ttlSeconds: 1, renewEveryMs: 250 });
@@ -474,6 +498,7 @@ describe(`statehouse/client fleet (${backend})`, () => {
     await eventually(async () => (await summary())?.count === 800, 5_000, 'two batches');
     await agent.close();
     expect(await summary()).toMatchObject({ count: 1_000, max: 999 });
+    expect(() => agent.metrics.record('latency_ms', 1)).toThrow(ClientClosedError);
     const { auditLog } = await gw.ok(ADMIN_TOKEN, '{ auditLog(actor: "measurer", action: "recordMetrics") { outcome } }');
     expect(auditLog).toHaveLength(3);
 

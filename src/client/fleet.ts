@@ -1,5 +1,5 @@
 /** The fleet: an agent reporting as itself (heartbeats, metrics, errors, insights), and the dashboard's reads. */
-import { ConnectionError } from './errors.js';
+import { ClientClosedError, ConnectionError } from './errors.js';
 import {
   type AddInsightInput,
   AddInsightDocument,
@@ -181,8 +181,9 @@ export class MetricsApi {
     runtime.own({ stage: 0, close: () => this.flush() });
   }
 
-  /** Buffers one point; throws at once for a value JSON cannot carry (NaN, Infinity). */
+  /** Buffers one point; throws at once for a value JSON cannot carry (NaN, Infinity), or once the client is closing. */
   record(name: string, value: number, tags?: Record<string, unknown>, options: { unit?: string; at?: string | Date } = {}): void {
+    if (this.runtime.closing) throw new ClientClosedError();
     if (!Number.isFinite(value)) throw new TypeError(`metric ${JSON.stringify(name)}: value must be a finite number, got ${value}`);
     const point: MetricInput = { name, value, at: isoOf(options.at) ?? new Date().toISOString() };
     if (tags !== undefined) point.tags = tags;
