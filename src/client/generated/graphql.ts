@@ -4,134 +4,206 @@ type Exact<T extends { [key: string]: unknown }> = { [K in keyof T]: T[K] };
 /** Internal type. DO NOT USE DIRECTLY. */
 export type Incremental<T> = T | { [P in keyof T]?: P extends ' $fragmentName' | '__typename' ? T[P] : never };
 import type { DocumentTypeDecoration } from '@graphql-typed-document-node/core';
+/** A new insight */
 export type AddInsightInput = {
   /** Any JSON but null, at most 64 KiB */
   content: unknown;
+  /** How urgent it is */
   priority?: Priority | null | undefined;
+  /** Its kind, 1 to 100 characters */
   type: string;
 };
 
+/** What an agent last reported in its heartbeat */
 export type AgentStatus =
+  /** Running, working */
   | 'BUSY'
+  /** Running, but failing */
   | 'ERROR'
+  /** Running, waiting for work */
   | 'IDLE'
+  /** Registered, or starting up: the status before the first heartbeat */
   | 'STARTING'
+  /** Shut down on purpose */
   | 'STOPPED';
 
+/** What a change did to its entry */
 export type ChangeOp =
+  /** Removed the entry: deleteEntry, a commit, or an import in REPLACE mode */
   | 'DELETE'
+  /** The entry reached its expiresAt (it reads as absent from that moment); recorded soon after by a background sweep */
   | 'EXPIRE'
+  /** Wrote a value: setEntry, patchEntry, incrementEntry, restoreEntry, a commit or an import */
   | 'SET';
 
+/** Conditions and writes applied together, or not at all */
 export type CommitInput = {
+  /** Checked first, all in the commit's transaction; at most limits.maxCommitOperations */
   conditions?: Array<ConditionInput> | null | undefined;
+  /** 1 to the tenant's limits.maxCommitOperations (500 by default) writes, applied in order */
   operations: Array<OperationInput>;
 };
 
+/** A commit's precondition: an entry must be at a version (needs READ on its namespace) */
 export type ConditionInput = {
+  /** The key: 1 to 512 characters, no control characters */
   key: string;
+  /** The namespace: 1 to 63 characters of a-z, 0-9, ".", "_" and "-", starting with a letter or digit */
   namespace: string;
+  /** The scope: "global", or 1 to 200 characters of A-Z, a-z, 0-9 and "._:/@-" (by convention thread:<id>, agent:<id>, agent_type:<name>) */
   scope?: string | null | undefined;
-  /** 0: the entry must not exist */
+  /** The version the entry must be at; 0: it must not exist. Otherwise VERSION_CONFLICT */
   version: number;
 };
 
+/** An entry to delete */
 export type DeleteEntryInput = {
+  /** Succeed only if the entry is at this version (0: it must not exist), else VERSION_CONFLICT with currentVersion */
   expectedVersion?: number | null | undefined;
+  /** The key: 1 to 512 characters, no control characters */
   key: string;
+  /** The namespace: 1 to 63 characters of a-z, 0-9, ".", "_" and "-", starting with a letter or digit */
   namespace: string;
+  /** The scope: "global", or 1 to 200 characters of A-Z, a-z, 0-9 and "._:/@-" (by convention thread:<id>, agent:<id>, agent_type:<name>) */
   scope?: string | null | undefined;
 };
 
+/** An agent's report on itself */
 export type HeartbeatInput = {
   /** What the agent wants the fleet to see (up to 64 KiB) */
   data?: unknown;
+  /** Its status now */
   status: AgentStatus;
 };
 
+/** An atomic addition to a numeric entry */
 export type IncrementEntryInput = {
+  /** What to add (negative subtracts), computed exactly in decimal (0.1 + 0.2 is 0.3). A value that is not a number, or a sum beyond the range of JSON numbers, is BAD_USER_INPUT */
   by?: number | null | undefined;
+  /** The key: 1 to 512 characters, no control characters */
   key: string;
+  /** The namespace: 1 to 63 characters of a-z, 0-9, ".", "_" and "-", starting with a letter or digit */
   namespace: string;
+  /** The scope: "global", or 1 to 200 characters of A-Z, a-z, 0-9 and "._:/@-" (by convention thread:<id>, agent:<id>, agent_type:<name>) */
   scope?: string | null | undefined;
 };
 
+/** One metric point */
 export type MetricInput = {
-  /** Default: now; at most 5 minutes ahead, and within the retention */
+  /** When it was measured; default: now. At most 5 minutes ahead, and not older than the tenant's metricsRetentionHours */
   at?: string | null | undefined;
+  /** The metric, 1 to 200 characters, such as latency_ms */
   name: string;
   /** A JSON object, at most 4 KiB */
   tags?: unknown;
+  /** Its unit, 1 to 50 characters, such as ms */
   unit?: string | null | undefined;
+  /** A finite number */
   value: number;
 };
 
-/** Exactly one of its fields */
+/** One write of a commit: exactly one of its fields (else BAD_USER_INPUT). A key may appear in one operation of a commit only */
 export type OperationInput = {
+  /** As deleteEntry; deleting an absent entry is no change */
   delete?: DeleteEntryInput | null | undefined;
+  /** As incrementEntry */
   increment?: IncrementEntryInput | null | undefined;
+  /** As patchEntry */
   patch?: PatchEntryInput | null | undefined;
+  /** As setEntry */
   set?: SetEntryInput | null | undefined;
 };
 
+/** A JSON merge patch (RFC 7396) to apply to an entry */
 export type PatchEntryInput = {
+  /** Succeed only if the entry is at this version (0: it must not exist), else VERSION_CONFLICT with currentVersion */
   expectedVersion?: number | null | undefined;
+  /** The key: 1 to 512 characters, no control characters */
   key: string;
+  /** The namespace: 1 to 63 characters of a-z, 0-9, ".", "_" and "-", starting with a letter or digit */
   namespace: string;
-  /** An RFC 7396 JSON merge patch */
+  /** An RFC 7396 JSON merge patch: its members replace those of the value, null members remove them, a non-object replaces the value whole. An absent entry is patched from the namespace defaultValue, or {}; the result must fit the size limit and the namespace schema */
   patch: unknown;
+  /** The scope: "global", or 1 to 200 characters of A-Z, a-z, 0-9 and "._:/@-" (by convention thread:<id>, agent:<id>, agent_type:<name>) */
   scope?: string | null | undefined;
 };
 
+/** What a caller may do in a namespace */
 export type Permission =
+  /** Read its entries, their history and changes, and subscribe to them */
   | 'READ'
+  /** READ, and write its entries (set, patch, increment, delete, restore, commit) */
   | 'WRITE';
 
-/** LOW < MEDIUM < HIGH < CRITICAL */
+/** How urgent an insight is: LOW < MEDIUM < HIGH < CRITICAL */
 export type Priority =
+  /** Act now */
   | 'CRITICAL'
+  /** Act soon */
   | 'HIGH'
+  /** Worth knowing */
   | 'LOW'
+  /** Worth acting on (the default) */
   | 'MEDIUM';
 
+/** A new optimization record */
 export type RecordOptimizationInput = {
-  /** At most 64 KiB */
+  /** The state or measurements after; any JSON up to 64 KiB */
   after?: unknown;
-  /** At most 64 KiB */
+  /** The state or measurements before; any JSON up to 64 KiB */
   before?: unknown;
+  /** What was done, up to 2000 characters */
   description?: string | null | undefined;
+  /** Whether it worked */
   success: boolean;
+  /** Its kind, 1 to 100 characters */
   type: string;
 };
 
+/** One error, as an agent saw it */
 export type ReportErrorInput = {
   /** Any JSON, at most 64 KiB */
   context?: unknown;
+  /** The message, 1 to 10000 characters (several lines allowed, such as a stack trace) */
   message: string;
+  /** Its kind, 1 to 100 characters, such as timeout */
   type: string;
 };
 
+/** An old version of an entry to write again as its newest */
 export type RestoreEntryInput = {
+  /** The key: 1 to 512 characters, no control characters */
   key: string;
+  /** The namespace: 1 to 63 characters of a-z, 0-9, ".", "_" and "-", starting with a letter or digit */
   namespace: string;
+  /** The scope: "global", or 1 to 200 characters of A-Z, a-z, 0-9 and "._:/@-" (by convention thread:<id>, agent:<id>, agent_type:<name>) */
   scope?: string | null | undefined;
-  /** The version whose value becomes the new version */
+  /** The version whose value becomes the new version: a SET version (a DELETE or EXPIRE is BAD_USER_INPUT); a compacted one is REVISION_COMPACTED */
   version: number;
 };
 
+/** A token's role in its tenant */
 export type Role =
+  /** Everything inside its tenant */
   | 'ADMIN'
+  /** Bound to one registered agent: entries as the access rule allows; reports heartbeats, metrics, errors, insights and optimizations as itself only; reads the fleet */
   | 'AGENT'
+  /** Reads everything in its tenant except the values of sensitive namespaces, and subscribes; writes nothing */
   | 'READER';
 
+/** A value to write under (namespace, scope, key) */
 export type SetEntryInput = {
-  /** Succeed only if the current version is this (0: the entry must not exist) */
+  /** Succeed only if the entry is at this version (0: it must not exist), else VERSION_CONFLICT with currentVersion */
   expectedVersion?: number | null | undefined;
+  /** The key: 1 to 512 characters, no control characters */
   key: string;
+  /** The namespace: 1 to 63 characters of a-z, 0-9, ".", "_" and "-", starting with a letter or digit */
   namespace: string;
+  /** The scope: "global", or 1 to 200 characters of A-Z, a-z, 0-9 and "._:/@-" (by convention thread:<id>, agent:<id>, agent_type:<name>) */
   scope?: string | null | undefined;
-  /** Expire after this many seconds; without it the namespace default applies */
+  /** Seconds until the entry expires, 1 to 315360000 (10 years). Unset: the namespace's defaultTtlSeconds, or never — an earlier TTL does not carry over */
   ttlSeconds?: number | null | undefined;
+  /** The value; at most the tenant's limits.maxValueBytes as JSON (1 MiB by default, else PAYLOAD_TOO_LARGE) and valid against the namespace schema (else VALIDATION_FAILED) */
   value: unknown;
 };
 
