@@ -495,7 +495,7 @@ describe(`statehouse/client fleet (${backend})`, () => {
     const summary = async () =>
       (await gw.ok(ADMIN_TOKEN, '{ metricSummary(name: "latency_ms", agentId: "measurer") { count max } }')).metricSummary[0];
     // Two full batches go at once; the rest waits for the (long) interval, or for close.
-    await eventually(async () => (await summary())?.count === 800, 5_000, 'two batches');
+    await eventually(async () => (await summary())?.count === 800, 30_000, 'two batches');
     await agent.close();
     expect(await summary()).toMatchObject({ count: 1_000, max: 999 });
     expect(() => agent.metrics.record('latency_ms', 1)).toThrow(ClientClosedError);
