@@ -105,12 +105,7 @@ export async function startServer(
       if (!match) throw new Error(`no VmRSS for ${name} (pid ${pid})`);
       return Number(match[1]) * 1024;
     },
-    cpuSeconds: () => {
-      // Fields after "pid (comm) ": state is the first, utime the 12th, stime the 13th; in clock ticks of 1/100 s.
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-    },
+    cpuSeconds: () => cpuSecondsOf(pid),
     tail: () => lines.join('\n'),
     stop: () => {
       stopping ??= (async () => {
@@ -124,4 +119,29 @@ export async function startServer(
       return stopping;
     },
   };
+}
+
+/**
+ * CPU time of a process and its running children (a gateway's worker processes), user and system,
+ * in seconds. Fields after "pid (comm) ": state is the first, utime the 12th, stime the 13th; in
+ * clock ticks of 1/100 s.
+ */
+function cpuSecondsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  let seconds = (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  let children: string[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+  } catch {
+    // No children file (an old kernel): the process alone.
+  }
+  for (const child of children) {
+    try {
+      seconds += cpuSecondsOf(Number(child));
+    } catch {
+      // A child that exited meanwhile.
+    }
+  }
+  return seconds;
 }

@@ -66,6 +66,8 @@ interface Options {
   idleSockets: number;
   /** Workload numbers to run (--only 1,4,8); undefined: all. */
   only?: Set<string>;
+  /** Statehouse's STATEHOUSE_WORKERS (--workers); CPU per operation then sums every worker. */
+  workers: number;
 }
 
 const USAGE = `usage: npm run bench [-- [--seconds N] [--connections 16,64] [--quick]]
@@ -78,6 +80,8 @@ const USAGE = `usage: npm run bench [-- [--seconds N] [--connections 16,64] [--q
                        and the bare server measured at the same time in 1-7, 9, 10, 11 (not comparable)
   --fanout-rate N      changes per second of the paced fan-out phase (default 10 for 1,000 subscribers;
                        --quick: 100 for 100 subscribers)
+  --workers N          Statehouse's worker processes (STATEHOUSE_WORKERS; default 1, as the bare
+                       server is one process; PostgreSQL only)
   --only LIST          only these workloads, e.g. --only 1,4 (for profiling; 11 compares with 1 and 4
                        only when they ran too)
 
@@ -93,6 +97,7 @@ function parseOptions(argv: string[], kind: 'postgres' | 'pglite'): Options {
       quick: { type: 'boolean', default: false },
       only: { type: 'string' },
       'fanout-rate': { type: 'string' },
+      workers: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -115,10 +120,15 @@ function parseOptions(argv: string[], kind: 'postgres' | 'pglite'): Options {
   const fanoutRate = values['fanout-rate'] === undefined ? (quick ? 100 : 10) : Number(values['fanout-rate']);
   if (!Number.isFinite(fanoutRate) || fanoutRate <= 0 || fanoutRate > 10_000)
     throw new UsageError(`--fanout-rate must be a positive number, got ${values['fanout-rate']}`);
+  const workers = values.workers === undefined ? 1 : Number(values.workers);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64)
+    throw new UsageError(`--workers must be an integer from 1 to 64, got ${values.workers}`);
+  if (workers > 1 && kind === 'pglite') throw new UsageError('--workers above 1 needs DATABASE_URL (PGlite serves one process)');
   return {
     seconds,
     connections,
     quick,
+    workers,
     targetsAtOnce: quick,
     warmupSeconds: quick ? 0 : 1,
     seedEntries: 10_000,
@@ -365,6 +375,7 @@ async function startStatehouse(state: State): Promise<void> {
       LOG_LEVEL: GATEWAY_LOG_LEVEL,
       STATEHOUSE_ADMIN_TOKEN: state.adminToken,
       STATEHOUSE_SHUTDOWN_GRACE_MS: '2000',
+      STATEHOUSE_WORKERS: String(state.options.workers),
       ...database,
     },
     nodeArgs,
@@ -882,7 +893,7 @@ async function main(): Promise<number> {
   onCleanup('close sockets', () => closeAllSockets());
   const backend = serverUrl ? `PostgreSQL (${new URL(serverUrl).host})` : 'PGlite (embedded)';
   note(
-    `Statehouse bench on ${backend}: ${options.seconds} s per run at ${options.connections.join(', ')} connections${options.quick ? ' (--quick)' : ''}`,
+    `Statehouse bench on ${backend}: ${options.seconds} s per run at ${options.connections.join(', ')} connections${options.quick ? ' (--quick)' : ''}${options.workers > 1 ? `, Statehouse in ${options.workers} worker processes` : ''}`,
   );
 
   let failure: string | undefined;
