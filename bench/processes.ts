@@ -29,7 +29,7 @@ const CLOCK_TICKS = 100;
 const LISTEN_LINE = /http:\/\/127\.0\.0\.1:(\d+)\/graphql/;
 
 /**
- * Spawns `node --import tsx <script>` in the repository root and waits for the line that names its
+ * Spawns `node --import tsx <script>` (`node`: this process's Node.js unless given) in the repository root and waits for the line that names its
  * URL. `stdin` stays open as a pipe: the bare server exits when it closes.
  */
 export async function startServer(
@@ -38,11 +38,12 @@ export async function startServer(
   env: Record<string, string | undefined>,
   nodeArgs: string[] = [],
   timeoutMs = 90_000,
+  node = process.execPath,
 ): Promise<ServerProcess> {
   const childEnv: NodeJS.ProcessEnv = { ...process.env };
   for (const key of ['DATABASE_URL', 'STATEHOUSE_DATA_DIR', 'STATEHOUSE_ADMIN_TOKEN', 'PORT', 'HOST', 'LOG_LEVEL']) delete childEnv[key];
   for (const [key, value] of Object.entries(env)) if (value !== undefined) childEnv[key] = value;
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', script], {
+  const child: ChildProcess = spawn(node, [...nodeArgs, '--import', 'tsx', script], {
     cwd: ROOT,
     env: childEnv,
     stdio: ['pipe', 'pipe', 'pipe'],

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import postgres from 'postgres';
 import { hostileDocuments } from './hostile.js';
+import { createRequests, nodeForPostGraphile, type PeerRequests, preparePostGraphileTables, readRequests } from './postgraphile.js';
 import { BenchFailure, httpLoad, loops, type Measurement } from './measure.js';
 import { ROOT, type ServerProcess, startServer } from './processes.js';
 import { formatTable, type ResultRow, type Report, withRatios, writeReport } from './report.js';
@@ -785,6 +786,78 @@ async function hostileWorkload(state: State): Promise<void> {
 }
 
 /**
+ * 13: Statehouse against a peer, PostGraphile 5 (bench/postgraphile.ts), in the same run: workloads 1
+ * and 4 beside their PostGraphile equivalents, one target after the other, at each connection count.
+ * The `bare` column of these rows holds PostGraphile.
+ */
+async function peerWorkload(state: State): Promise<void> {
+  const skip = (why: string) => {
+    state.rows.push({ id: '13', workload: 'vs PostGraphile 5', connections: null, status: 'not implemented', note: why });
+    note(`13 PostGraphile 5: skipped (${why})`);
+  };
+  if (state.kind !== 'postgres') return skip('PostgreSQL only: PostGraphile needs a PostgreSQL server');
+  const node = nodeForPostGraphile();
+  if (!node) return skip('PostGraphile needs Node.js 22 or later: npm install --prefix .node --no-save node@24');
+  step('starting PostGraphile 5 (bench/postgraphile-server.ts) on tables of its own in the bench database');
+  await preparePostGraphileTables(limitDb(state));
+  const peer = await startServer(
+    'PostGraphile',
+    'bench/postgraphile-server.ts',
+    { PGL_DATABASE_URL: state.databaseUrl, GRAPHILE_ENV: 'production' },
+    [],
+    90_000,
+    node,
+  );
+  onCleanup('stop PostGraphile', () => peer.stop());
+  done(peer.url);
+  const seconds = state.options.seconds;
+  const pairs: [HttpWorkload, (tag: string) => PeerRequests<any>][] = [
+    [GROWTH_WORKLOADS[0] as HttpWorkload, createRequests],
+    [GROWTH_WORKLOADS[1] as HttpWorkload, () => readRequests()],
+  ];
+  const warmup = state.options.warmupSeconds;
+  if (warmup > 0) {
+    step(`warming up Statehouse and PostGraphile (1, 4 and their equivalents; ${warmup} s each)`);
+    for (const [workload, requestsFor] of pairs) {
+      await runHttp(state, workload, 'statehouse', state.options.connections[0] ?? 16, 'peer-warm', warmup);
+      await httpLoad({
+        url: peer.url,
+        headers: {},
+        connections: state.options.connections[0] ?? 16,
+        seconds: warmup,
+        ...requestsFor('pgl-warm'),
+      });
+    }
+    done();
+  }
+  for (const [workload, requestsFor] of pairs) {
+    for (const connections of state.options.connections) {
+      const requests = requestsFor(`pgl-c${connections}`);
+      const label = `13 ${workload.title} vs PostGraphile ${requests.title} · ${connections} connections`;
+      step(label);
+      const statehouse = await runHttp(state, workload, 'statehouse', connections, 'peer', seconds);
+      const cpuBefore = peer.cpuSeconds();
+      const loaded = await httpLoad({ url: peer.url, headers: {}, connections, seconds, ...requests }).catch((error: unknown) => {
+        if (!peer.alive()) throw new BenchFailure(`${label}: PostGraphile exited:\n${peer.tail()}`);
+        throw new BenchFailure(`${label}: PostGraphile: ${error instanceof Error ? error.message : String(error)}`);
+      });
+      const cpuMicrosPerOp = ((peer.cpuSeconds() - cpuBefore) * 1e6) / loaded.count;
+      const row = withRatios({
+        id: '13',
+        workload: `${workload.title} vs PostGraphile`,
+        connections,
+        status: 'ok',
+        statehouse,
+        bare: { ...loaded, extra: { cpuMicrosPerOp } },
+        note: `bare column: PostGraphile 5 ${requests.title} (Amber preset, change row by trigger)`,
+      });
+      state.rows.push(row);
+      done(`Statehouse ${brief(statehouse)}; PostGraphile ${brief(row.bare as Measurement)}; ${row.ratioBare?.toFixed(2)}×`);
+    }
+  }
+}
+
+/**
  * How many `grow-…` entries to add to a namespace holding `count`: up to the growth total, but at
  * least a tenth of it, for workload 4's reads to pick from — commits (workload 6) may already have
  * brought the table near the total.
@@ -920,6 +993,7 @@ async function main(): Promise<number> {
     const baseRows = await requestWorkloads(state, requests, 'base', options.connections);
     if (wanted('8')) await fanoutWorkload(state);
     if (wanted('12')) await hostileWorkload(state);
+    if (wanted('13')) await peerWorkload(state);
     if (wanted('11')) await growth(state, baseRows);
   } catch (error) {
     const last = state.rows.at(-1);

@@ -1,5 +1,5 @@
 import { createCounter, createHistogram, type FillLabelsFnParams, usePrometheus } from '@graphql-yoga/plugin-prometheus';
-import { type ExecutionResult, getOperationAST, GraphQLError } from 'graphql';
+import { getOperationAST, GraphQLError } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { DatabaseHandle } from '../db/client.js';
@@ -116,7 +116,7 @@ class OperationNames {
  * each result is known when the plugin counts it.
  */
 function useOutcomes(failed: WeakSet<object>, open: Record<Transport, number>): Plugin {
-  const note = (context: object, result: ExecutionResult) => {
+  const note = (context: object, result: { errors?: readonly unknown[] }) => {
     if (result.errors?.length) failed.add(context);
   };
   return {
