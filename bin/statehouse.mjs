@@ -5,4 +5,5 @@ import { register } from 'tsx/esm/api';
 
 register();
 const { main } = await import('../src/transport/mcp/cli.ts');
-process.exitCode = await main(process.argv.slice(2));
+// Exit at once: stdin, still open, would keep the process alive after the bridge ended.
+process.exit(await main(process.argv.slice(2)));

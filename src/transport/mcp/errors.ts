@@ -36,12 +36,10 @@ export function describeError(error: GraphQLErrorBody | undefined): string {
   return `${code}: ${message.replace(/\.?$/, '.')} ${advice}`;
 }
 
-/** A tool error: the text above, and the code with its details (the error's extensions) as structured content. */
+/**
+ * A tool error: the text above. No structured content: clients check it against the tool's output
+ * schema, which describes success.
+ */
 export function toolError(errors: readonly GraphQLErrorBody[]): CallToolResult {
-  const first = errors[0];
-  return {
-    isError: true,
-    content: [{ type: 'text', text: describeError(first) }],
-    structuredContent: { error: { ...first?.extensions, code: codeOf(first), message: first?.message ?? 'Unexpected error' } },
-  };
+  return { isError: true, content: [{ type: 'text', text: describeError(errors[0]) }] };
 }

@@ -12,7 +12,8 @@ const CHANGE = 'revision op namespace scope key version value at actor';
 const AGENT = 'id name type capabilities stateNamespaces status active lastHeartbeatAt heartbeat metadata registeredAt';
 
 // Argument schemas, described for a model choosing what to send.
-const json = () => z.json();
+/** Any JSON value: unconstrained in the schema (a recursive one trips some hosts), checked by the gateway. */
+const json = () => z.unknown();
 const namespace = z
   .string()
   .describe('The namespace (list_namespaces shows those this token can reach; `common` is shared by every agent)');
