@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { backend } from './support/database.js';
-import { ADMIN_TOKEN, type Gateway, startGateway } from './support/gateway.js';
+import { ADMIN_TOKEN, eventually, type Gateway, startGateway } from './support/gateway.js';
 import { connectHttp, INITIALIZE, type McpClient, rawMcp, structured, textOf } from './support/mcp.js';
 
 let gw: Gateway;
@@ -387,19 +387,33 @@ describe('subscriptions', () => {
 });
 
 describe('sessions', () => {
-  it('ends the session when its token is revoked: its stream closes and its id answers no more', async () => {
+  it('ends the session when its token is revoked (on another gateway process too): its streams close and its id answers no more', async () => {
+    let revoker = gw;
+    if (backend === 'postgres') {
+      revoker = await startGateway({ db: gw.db, database: await gw.db.open() });
+      extraGateways.push(revoker);
+    }
     const { id, token } = await gw.createToken(unique('short-lived'), 'READER');
-    const reader = await connect(token);
-    await reader.client.subscribeResource({ uri: 'statehouse://common' });
-    const sessionId = reader.sessionId()!;
-    expect(structured(await reader.call('list_namespaces')).role).toBe('READER');
+    const subscribed = await connect(token);
+    await subscribed.client.subscribeResource({ uri: 'statehouse://common' });
+    // A session that only listens, with no subscription whose end would tell it.
+    const idle = await connect(token);
+    const sessionId = idle.sessionId()!;
+    expect(structured(await idle.call('list_namespaces')).role).toBe('READER');
 
-    await gw.ok(ADMIN_TOKEN, 'mutation($id: ID!) { revokeToken(id: $id) }', { id });
-    await reader.streamEnded;
+    await revoker.ok(ADMIN_TOKEN, 'mutation($id: ID!) { revokeToken(id: $id) }', { id });
+    await Promise.all([subscribed.streamEnded, idle.streamEnded]);
     const after = await rawMcp(gw, { authorization: `Bearer ${token}`, 'mcp-session-id': sessionId });
     expect(after.status).toBe(401);
     expect(after.text).toContain('unknown or revoked');
-    await expect(reader.call('list_namespaces')).rejects.toThrow();
+    await expect(idle.call('list_namespaces')).rejects.toThrow(/unknown or revoked/);
+  });
+
+  it('ends the sessions of a deregistered agent', async () => {
+    const id = unique('retired');
+    const agent = await connect(await gw.registerAgent(id));
+    await gw.ok(ADMIN_TOKEN, 'mutation($id: ID!) { deregisterAgent(id: $id) }', { id });
+    await agent.streamEnded;
   });
 
   it('answers a session id sent with another token as one that does not exist', async () => {
@@ -454,5 +468,59 @@ describe('sessions', () => {
     expect(deleted.status).toBe(200);
     const after = await rawMcp(gw, { authorization: `Bearer ${token}`, 'mcp-session-id': sessionId });
     expect(after.status).toBe(404);
+  });
+});
+
+describe("the gateway's own rules, unchanged", () => {
+  it("applies a tenant's schema, value limit, quota, session and subscription limits, rate limit and audit log", async () => {
+    const admin = (await gw.ok(ADMIN_TOKEN, 'mutation($name: String!) { createTenant(name: $name) { token } }', { name: unique('tenant') }))
+      .createTenant.token as string;
+    await gw.ok(admin, 'mutation($input: CreateNamespaceInput!) { createNamespace(input: $input) { name } }', {
+      input: { name: 'typed', schema: { type: 'object', properties: { n: { type: 'number' } }, required: ['n'] } },
+    });
+    await gw.ok(admin, 'mutation($patch: JSON!) { updateConfig(patch: $patch) }', {
+      patch: { quotas: { maxEntries: 1 }, limits: { maxValueBytes: 1024, maxConnectionsPerToken: 2, maxSubscriptionsPerSocket: 1 } },
+    });
+    const id = unique('ruled');
+    const token = (
+      await gw.ok(admin, 'mutation($input: RegisterAgentInput!) { registerAgent(input: $input) { token } }', {
+        input: { id, name: id, type: 'worker', stateNamespaces: ['typed'] },
+      })
+    ).registerAgent.token as string;
+    const agent = await connect(token);
+
+    const invalid = await agent.call('set_entry', { namespace: 'typed', key: 'a', value: { n: 'not a number' } });
+    expect(textOf(invalid)).toMatch(/^VALIDATION_FAILED: .*JSON Schema at \/n/);
+    const large = await agent.call('set_entry', { namespace: 'common', key: 'big', value: 'x'.repeat(1_500) });
+    expect(textOf(large)).toMatch(/^PAYLOAD_TOO_LARGE: .*limit 1024/);
+    structured(await agent.call('set_entry', { namespace: 'typed', key: 'a', value: { n: 1 } }));
+    expect(textOf(await agent.call('set_entry', { namespace: 'typed', key: 'b', value: { n: 2 } }))).toMatch(/^QUOTA_EXCEEDED: /);
+
+    // Sessions count against maxConnectionsPerToken, subscriptions against maxSubscriptionsPerSocket.
+    await connect(token);
+    const third = await rawMcp(gw, { authorization: `Bearer ${token}` }, INITIALIZE);
+    expect(third.status).toBe(429);
+    expect(third.text).toContain('at most 2');
+    await agent.client.subscribeResource({ uri: 'statehouse://typed' });
+    await expect(agent.client.subscribeResource({ uri: 'statehouse://common' })).rejects.toThrow(/RATE_LIMITED: At most 1 subscriptions/);
+
+    const audit = async () =>
+      (await gw.ok(admin, 'query($actor: String) { auditLog(actor: $actor, first: 100) { action target outcome } }', { actor: id }))
+        .auditLog;
+    await eventually(
+      async () => (await audit()).some((event: { outcome: string }) => event.outcome === 'DENIED'),
+      10_000,
+      'the denied write in the audit log',
+    );
+    expect(await audit()).toEqual(
+      expect.arrayContaining([
+        { action: 'setEntry', target: 'typed/global/a', outcome: 'ALLOWED' },
+        expect.objectContaining({ action: 'setEntry', target: 'typed/global/b', outcome: 'DENIED' }),
+      ]),
+    );
+
+    await gw.ok(admin, 'mutation($patch: JSON!) { updateConfig(patch: $patch) }', { patch: { rateLimit: { perTokenPerSecond: 1 } } });
+    const answers = await Promise.all(Array.from({ length: 5 }, () => agent.call('get_entry', { namespace: 'typed', key: 'a' })));
+    expect(answers.map(textOf).find((text) => text.startsWith('RATE_LIMITED'))).toMatch(/^RATE_LIMITED: .*wait a second and retry/);
   });
 });

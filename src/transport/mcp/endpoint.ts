@@ -155,6 +155,7 @@ export class McpEndpoint {
       run,
       subscribe: (query, variables, signal) => this.runner.subscribe(authorization, query, variables, signal),
       end: () => void this.end(session),
+      maxSubscriptions: async () => (await this.options.services.config.get(principal.tenantId)).limits.maxSubscriptionsPerSocket,
     });
     const session: Session = {
       id,

@@ -15,8 +15,6 @@ import type { Run } from './tools.js';
 const SCHEME = 'statehouse://';
 /** Resources of one resources/list page (a namespace's own resource may add one). */
 export const RESOURCES_PAGE_SIZE = 100;
-/** Subscriptions one session may hold at once. */
-export const MAX_SUBSCRIPTIONS_PER_SESSION = 1_000;
 /** MCP's "resource not found" (the specification's -32002). */
 const RESOURCE_NOT_FOUND = -32002;
 
@@ -95,6 +93,8 @@ export interface ResourceSession {
   subscribe: (query: string, variables: Record<string, unknown>, signal: AbortSignal) => AsyncGenerator<GraphQLResult<Record<string, any>>>;
   /** The token no longer authenticates: end the whole session. */
   end: () => void;
+  /** How many subscriptions the session may hold at once: the tenant's maxSubscriptionsPerSocket, as for a WebSocket. */
+  maxSubscriptions: () => Promise<number>;
 }
 
 /**
@@ -227,24 +227,24 @@ export class Resources {
    */
   async subscribe(uri: string): Promise<void> {
     const target = targetOf(uri);
+    const limit = await this.session.maxSubscriptions();
     if (this.subscriptions.has(uri)) return;
-    if (this.subscriptions.size >= MAX_SUBSCRIPTIONS_PER_SESSION) {
-      throw new McpError(
-        ErrorCode.InvalidRequest,
-        `RATE_LIMITED: at most ${MAX_SUBSCRIPTIONS_PER_SESSION} subscriptions per session; unsubscribe from some first.`,
-        {
-          code: 'RATE_LIMITED',
-        },
-      );
+    if (this.subscriptions.size >= limit) {
+      const message = `RATE_LIMITED: At most ${limit} subscriptions may run in one session: unsubscribe from some first.`;
+      throw new McpError(ErrorCode.InvalidRequest, message, { code: 'RATE_LIMITED', limit });
     }
+    // Held from here, so that subscribes sent together count each other.
+    const controller = new AbortController();
+    this.subscriptions.set(uri, controller);
     const head = await this.session.run('query($namespace: String!) { latestChanges(namespace: $namespace, first: 1) { revision } }', {
       namespace: target.namespace,
     });
-    if (head.errors?.length || !head.data) throw refusal(head);
+    if (head.errors?.length || !head.data) {
+      if (this.subscriptions.get(uri) === controller) this.subscriptions.delete(uri);
+      throw refusal(head);
+    }
     const afterRevision = (head.data.latestChanges as { revision: string }[])[0]?.revision ?? '0';
-    const controller = new AbortController();
-    this.subscriptions.set(uri, controller);
-    void this.follow(uri, target, afterRevision, controller);
+    if (!controller.signal.aborted) void this.follow(uri, target, afterRevision, controller);
   }
 
   unsubscribe(uri: string): void {
