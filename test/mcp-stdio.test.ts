@@ -8,9 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { backend } from './support/database.js';
 import { ADMIN_TOKEN, type Gateway, startGateway } from './support/gateway.js';
-import { INITIALIZE, type McpClient, mcpUrl, structured, textOf, track } from './support/mcp.js';
+import { anotherProcess, INITIALIZE, type McpClient, mcpUrl, structured, textOf, track } from './support/mcp.js';
 
 const BIN = new URL('../bin/statehouse.mjs', import.meta.url).pathname;
 
@@ -101,11 +100,7 @@ describe('statehouse mcp (stdio bridge)', () => {
   });
 
   it('passes on a notification of a change made through GraphQL on another gateway process', async () => {
-    let writer = gw;
-    if (backend === 'postgres') {
-      writer = await startGateway({ db: gw.db, database: await gw.db.open() });
-      extraGateways.push(writer);
-    }
+    const writer = await anotherProcess(gw, extraGateways);
     const agent = await launch(await gw.registerAgent(unique('listener')));
     const key = unique('news');
     const uri = `statehouse://common/global/${key}`;

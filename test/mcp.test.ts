@@ -3,11 +3,11 @@
  * resources run the contract's GraphQL operations with the caller's token, so the access rule,
  * error codes and change feed are those of /graphql (API.md §2, §3, §5).
  */
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { backend } from './support/database.js';
 import { ADMIN_TOKEN, eventually, type Gateway, startGateway } from './support/gateway.js';
-import { connectHttp, INITIALIZE, type McpClient, rawMcp, structured, textOf } from './support/mcp.js';
+import { anotherProcess, connectHttp, INITIALIZE, type McpClient, rawMcp, structured, textOf } from './support/mcp.js';
 
 let gw: Gateway;
 const clients: McpClient[] = [];
@@ -329,12 +329,7 @@ describe('resources', () => {
 
 describe('subscriptions', () => {
   it('notifies of a change made through GraphQL on another gateway process, for an entry and a namespace', async () => {
-    // On PostgreSQL a second gateway with its own pool and LISTEN connection; PGlite has one process.
-    let writer = gw;
-    if (backend === 'postgres') {
-      writer = await startGateway({ db: gw.db, database: await gw.db.open() });
-      extraGateways.push(writer);
-    }
+    const writer = await anotherProcess(gw, extraGateways);
     const ns = unique('live');
     await gw.createNamespace(ns);
     const agent = await connect(await gw.registerAgent(unique('listener'), [ns]));
@@ -388,11 +383,7 @@ describe('subscriptions', () => {
 
 describe('sessions', () => {
   it('ends the session when its token is revoked (on another gateway process too): its streams close and its id answers no more', async () => {
-    let revoker = gw;
-    if (backend === 'postgres') {
-      revoker = await startGateway({ db: gw.db, database: await gw.db.open() });
-      extraGateways.push(revoker);
-    }
+    const revoker = await anotherProcess(gw, extraGateways);
     const { id, token } = await gw.createToken(unique('short-lived'), 'READER');
     const subscribed = await connect(token);
     await subscribed.client.subscribeResource({ uri: 'statehouse://common' });
@@ -522,5 +513,24 @@ describe("the gateway's own rules, unchanged", () => {
     await gw.ok(admin, 'mutation($patch: JSON!) { updateConfig(patch: $patch) }', { patch: { rateLimit: { perTokenPerSecond: 1 } } });
     const answers = await Promise.all(Array.from({ length: 5 }, () => agent.call('get_entry', { namespace: 'typed', key: 'a' })));
     expect(answers.map(textOf).find((text) => text.startsWith('RATE_LIMITED'))).toMatch(/^RATE_LIMITED: .*wait a second and retry/);
+  });
+});
+
+describe('examples/mcp/agent.ts', () => {
+  it('runs as the README says: reads, writes with compare-and-set, recovers from a conflict and hears of its change', async () => {
+    const token = await gw.registerAgent(unique('example'));
+    const root = new URL('..', import.meta.url).pathname;
+    const output = await new Promise<string>((resolve, reject) =>
+      execFile(
+        process.execPath,
+        ['--import', 'tsx', 'examples/mcp/agent.ts', new URL('/mcp', gw.url).toString()],
+        { cwd: root, env: { ...process.env, STATEHOUSE_TOKEN: token }, timeout: 60_000 },
+        (error, stdout, stderr) => (error ? reject(new Error(`${error.message}\n${stdout}\n${stderr}`)) : resolve(stdout)),
+      ),
+    );
+    expect(output).toContain('tools: get_entry');
+    expect(output).toMatch(/set_entry → error: VERSION_CONFLICT: .*current version 1/);
+    expect(output).toContain('updated: statehouse://common/global/example-plan');
+    expect(output).toMatch(/resource: .*"value":\{"step":"final"\}.*"version":2/);
   });
 });

@@ -2,7 +2,8 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { type CallToolResult, ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
-import type { Gateway } from './gateway.js';
+import { backend } from './database.js';
+import { type Gateway, startGateway } from './gateway.js';
 
 /** The /mcp URL of a started gateway. */
 export const mcpUrl = (gateway: Gateway) => new URL('/mcp', gateway.url);
@@ -116,4 +117,16 @@ export const textOf = (result: CallToolResult) => (result.content[0]?.type === '
 export function structured<T = Record<string, any>>(result: CallToolResult): T {
   if (result.isError || !result.structuredContent) throw new Error(`tool failed: ${JSON.stringify(result)}`);
   return result.structuredContent as T;
+}
+
+/**
+ * Another gateway process on `gateway`'s database: on PostgreSQL a second gateway with its own pool
+ * and LISTEN connection (they meet only in the database, like two processes; pushed on `started` to
+ * be closed); PGlite has one process, so `gateway` itself.
+ */
+export async function anotherProcess(gateway: Gateway, started: Gateway[]): Promise<Gateway> {
+  if (backend !== 'postgres') return gateway;
+  const other = await startGateway({ db: gateway.db, database: await gateway.db.open() });
+  started.push(other);
+  return other;
 }

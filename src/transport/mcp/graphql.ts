@@ -31,13 +31,7 @@ export class GraphQLRunner {
     query: string,
     variables: Record<string, unknown> = {},
   ): Promise<GraphQLResult<T>> {
-    const response = await this.fetch(
-      new Request(ENDPOINT, {
-        method: 'POST',
-        headers: { authorization, 'content-type': 'application/json', accept: 'application/graphql-response+json' },
-        body: JSON.stringify({ query, variables }),
-      }),
-    );
+    const response = await this.post(authorization, 'application/graphql-response+json', query, variables);
     return (await response.json()) as GraphQLResult<T>;
   }
 
@@ -51,14 +45,7 @@ export class GraphQLRunner {
     variables: Record<string, unknown>,
     signal: AbortSignal,
   ): AsyncGenerator<GraphQLResult<T>> {
-    const response = await this.fetch(
-      new Request(ENDPOINT, {
-        method: 'POST',
-        headers: { authorization, 'content-type': 'application/json', accept: 'text/event-stream' },
-        body: JSON.stringify({ query, variables }),
-        signal,
-      }),
-    );
+    const response = await this.post(authorization, 'text/event-stream', query, variables, signal);
     if (!response.body || !/^text\/event-stream/i.test(response.headers.get('content-type') ?? '')) {
       // Refused before it started (bad token, over a limit): one ordinary GraphQL answer.
       yield (await response.json()) as GraphQLResult<T>;
@@ -85,6 +72,11 @@ export class GraphQLRunner {
       signal.removeEventListener('abort', onAbort);
       await reader.cancel().catch(() => {});
     }
+  }
+
+  private async post(authorization: string, accept: string, query: string, variables: Record<string, unknown>, signal?: AbortSignal) {
+    const headers = { authorization, accept, 'content-type': 'application/json' };
+    return this.fetch(new Request(ENDPOINT, { method: 'POST', headers, body: JSON.stringify({ query, variables }), signal }));
   }
 }
 
