@@ -6,6 +6,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { McpEndpoint } from '../src/transport/mcp/endpoint.js';
 import { ADMIN_TOKEN, eventually, type Gateway, startGateway } from './support/gateway.js';
 import { anotherProcess, connectHttp, INITIALIZE, type McpClient, rawMcp, structured, textOf } from './support/mcp.js';
 
@@ -405,6 +406,58 @@ describe('sessions', () => {
     const agent = await connect(await gw.registerAgent(id));
     await gw.ok(ADMIN_TOKEN, 'mutation($id: ID!) { deregisterAgent(id: $id) }', { id });
     await agent.streamEnded;
+  });
+
+  it('closes a session idle for idleSessionMs, unless it holds a subscription', async () => {
+    const endpoint = new McpEndpoint({ graphql: (request) => gw.app.fetch(request), services: gw.app.services, idleSessionMs: 300 });
+    const token = await gw.registerAgent(unique('idler'));
+    const post = async (body: unknown, sessionId?: string) => {
+      const headers: Record<string, string> = {
+        authorization: `Bearer ${token}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-protocol-version': '2025-06-18',
+      };
+      if (sessionId) headers['mcp-session-id'] = sessionId;
+      const response = await endpoint.handle(new Request('http://127.0.0.1/mcp', { method: 'POST', headers, body: JSON.stringify(body) }));
+      await response.text();
+      return response;
+    };
+    /** Opens a session and its GET stream; the stream's text so far, and when it ends. */
+    const open = async () => {
+      const sessionId = (await post(INITIALIZE)).headers.get('mcp-session-id')!;
+      await post({ jsonrpc: '2.0', method: 'notifications/initialized' }, sessionId);
+      const stream = await endpoint.handle(
+        new Request('http://127.0.0.1/mcp', {
+          headers: {
+            authorization: `Bearer ${token}`,
+            accept: 'text/event-stream',
+            'mcp-session-id': sessionId,
+            'mcp-protocol-version': '2025-06-18',
+          },
+        }),
+      );
+      const received = { text: '' };
+      const ended = (async () => {
+        const reader = stream.body!.pipeThrough(new TextDecoderStream()).getReader();
+        for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) received.text += chunk.value;
+      })();
+      return { sessionId, received, ended };
+    };
+    const subscribed = await open();
+    const key = unique('watched');
+    const subscribe = { jsonrpc: '2.0', id: 1, method: 'resources/subscribe', params: { uri: `statehouse://common/global/${key}` } };
+    expect((await post(subscribe, subscribed.sessionId)).status).toBe(200);
+    // Opened after the other's last request: once it has timed out, so would the other have.
+    const idle = await open();
+
+    await idle.ended;
+    expect((await post({ jsonrpc: '2.0', id: 2, method: 'tools/list' }, idle.sessionId)).status).toBe(404);
+    // The subscribed session outlived the idle one, and still hears of its entry.
+    await gw.ok(ADMIN_TOKEN, SET, { ns: 'common', key, value: 1 });
+    await eventually(() => subscribed.received.text.includes('notifications/resources/updated'), 10_000, 'the update on the live session');
+    await endpoint.close();
+    await subscribed.ended;
   });
 
   it('answers a session id sent with another token as one that does not exist', async () => {

@@ -7,6 +7,7 @@ import type { Principal } from '../../auth/principal.js';
 import { bearerToken, credentialsProblem, hashToken } from '../../auth/tokens.js';
 import type { Services } from '../../context.js';
 import { originPolicy } from '../../guards/socket-limits.js';
+import { MAX_VALUE_BYTES_SETTING } from '../../modules/tenants/config.service.js';
 import { type GraphQLFetch, GraphQLRunner } from './graphql.js';
 import { Resources } from './resources.js';
 import { registerTools } from './tools.js';
@@ -15,8 +16,11 @@ import { registerTools } from './tools.js';
 export const MCP_PATH = '/mcp';
 /** A session with no request and no subscription for this long is closed. */
 export const MCP_IDLE_SESSION_MS = 30 * 60_000;
-/** The largest JSON-RPC body read, as for GraphQL: twice the largest value a tenant may allow, and the rest of a request. */
-const MAX_BODY_BYTES = 2 * 16 * 1024 * 1024;
+/**
+ * The largest JSON-RPC body read: as for GraphQL, twice the largest value any tenant may allow, so
+ * that the tenant's own limit answers an over-large value with PAYLOAD_TOO_LARGE, not a bare 413.
+ */
+const MAX_BODY_BYTES = 2 * MAX_VALUE_BYTES_SETTING;
 
 const INSTRUCTIONS = `Statehouse is a shared, versioned JSON store for a fleet of agents, with access per namespace.
 Start with list_namespaces (what this token can read and write; \`common\` is shared by all agents).
