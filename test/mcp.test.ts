@@ -496,6 +496,8 @@ describe('sessions', () => {
       const accepted = await rawMcp(gw, { authorization: `Bearer ${token}`, origin }, INITIALIZE);
       expect(accepted.status, origin).toBe(200);
       expect(accepted.headers.get('mcp-session-id')).toBeTruthy();
+      // A page may read the session id: CORS lets it see the header.
+      expect(accepted.headers.get('access-control-expose-headers'), origin).toBe('mcp-session-id');
     }
   });
 

@@ -207,7 +207,10 @@ export function useMcp(endpoint: McpEndpoint): Plugin {
   return {
     onRequest: async ({ url, request, endResponse }) => {
       if (url.pathname !== MCP_PATH) return;
-      endResponse(await endpoint.handle(request));
+      const response = await endpoint.handle(request);
+      // CORS (Yoga's, for the allowed origins) hides response headers a page has not been told it may read.
+      if (request.headers.has('origin')) response.headers.set('access-control-expose-headers', 'mcp-session-id');
+      endResponse(response);
     },
   };
 }
