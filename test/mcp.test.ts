@@ -543,10 +543,10 @@ describe("the gateway's own rules, unchanged", () => {
     expect(textOf(await agent.call('set_entry', { namespace: 'typed', key: 'b', value: { n: 2 } }))).toMatch(/^QUOTA_EXCEEDED: /);
 
     // Sessions count against maxConnectionsPerToken, subscriptions against maxSubscriptionsPerSocket.
-    await connect(token);
-    const third = await rawMcp(gw, { authorization: `Bearer ${token}` }, INITIALIZE);
-    expect(third.status).toBe(429);
-    expect(third.text).toContain('at most 2');
+    // Initializes sent together count each other: one more session fits beside the agent's.
+    const opened = await Promise.all(Array.from({ length: 3 }, () => rawMcp(gw, { authorization: `Bearer ${token}` }, INITIALIZE)));
+    expect(opened.map((answer) => answer.status).sort()).toEqual([200, 429, 429]);
+    expect(opened.find((answer) => answer.status === 429)?.text).toContain('at most 2');
     await agent.client.subscribeResource({ uri: 'statehouse://typed' });
     await expect(agent.client.subscribeResource({ uri: 'statehouse://common' })).rejects.toThrow(/RATE_LIMITED: At most 1 subscriptions/);
 

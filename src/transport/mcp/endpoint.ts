@@ -123,10 +123,12 @@ export class McpEndpoint {
     if (open >= limits.maxConnectionsPerToken) {
       return refuse(429, `Too many MCP sessions for this token (at most ${limits.maxConnectionsPerToken}): close some (HTTP DELETE) first`);
     }
+    // Counted from here, so that initializes sent together count each other.
     const session = this.open(token, principal);
+    this.sessions.set(session.id, session);
     const response = await session.transport.handleRequest(request);
     // Anything but an initialize leaves the transport without a session: it was answered (400) and is dropped.
-    if (!this.sessions.has(session.id)) await this.end(session);
+    if (session.transport.sessionId === undefined) await this.end(session);
     return response;
   }
 
@@ -144,10 +146,7 @@ export class McpEndpoint {
     const transport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: () => id,
       maxRequestBodySize: MAX_BODY_BYTES,
-      onsessioninitialized: () => {
-        this.sessions.set(id, session);
-        this.touch(session);
-      },
+      onsessioninitialized: () => this.touch(session),
     });
     const run = (query: string, variables: Record<string, unknown>) =>
       this.runner.run<Record<string, any>>(authorization, query, variables).then((result) => {
