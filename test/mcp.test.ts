@@ -59,6 +59,7 @@ const TOOLS = [
   'record_metrics',
   'report_error',
   'resolve_entry',
+  'restore_entry',
   'set_entry',
 ];
 
@@ -155,8 +156,13 @@ describe('tools', () => {
       ['SET', 6],
       ['SET', 5],
     ]);
+    const restored = structured(await agent.call('restore_entry', { namespace: 'common', key: `${prefix}/n`, version: 1 }));
+    expect(restored.entry).toMatchObject({ value: 5, version: 4 });
     const recent = structured(await agent.call('recent_changes', { namespace: 'common', first: 3 }));
-    expect(recent.changes[0]).toMatchObject({ op: 'DELETE', key: `${prefix}/n` });
+    expect(recent.changes.slice(0, 2)).toMatchObject([
+      { op: 'SET', key: `${prefix}/n`, value: 5 },
+      { op: 'DELETE', key: `${prefix}/n` },
+    ]);
   });
 
   it('reports fleet calls as the agent itself and reads the fleet', async () => {

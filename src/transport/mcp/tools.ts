@@ -255,6 +255,20 @@ export function registerTools(server: McpServer, run: Run): void {
     summary: (r) => `${r.versions.length} versions, newest first.`,
   });
 
+  register(server, run, 'restore_entry', {
+    title: 'Bring an old version back',
+    description: "Write an old version's value (see entry_history) as the entry's new version: an undo that keeps the history.",
+    input: { namespace, key, scope, version: z.number().int().min(1).describe('The version to bring back, from entry_history') },
+    output: { entry: entryShape },
+    annotations: WRITE,
+    operation: (a) => ({
+      query: `mutation($input: RestoreEntryInput!) { restoreEntry(input: $input) { ${ENTRY} } }`,
+      variables: { input: { ...a, scope: a.scope ?? 'global' } },
+    }),
+    result: (d) => ({ entry: d.restoreEntry }),
+    summary: (r) => `Restored: ${describeEntry(r.entry, '')}.`,
+  });
+
   register(server, run, 'resolve_entry', {
     title: 'Read through a scope chain',
     description:
