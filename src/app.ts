@@ -45,6 +45,7 @@ import { SystemService } from './modules/system/system.service.js';
 import { ConfigService, MAX_VALUE_BYTES_SETTING } from './modules/tenants/config.service.js';
 import { TokensService } from './modules/tokens/tokens.service.js';
 import { useGraphiQL } from './transport/graphiql.js';
+import { McpEndpoint, useMcp } from './transport/mcp/endpoint.js';
 import { createMetrics, type MetricsOptions } from './observability/metrics.js';
 
 export interface AppOptions {
@@ -199,6 +200,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
     options.metrics === false
       ? undefined
       : createMetrics({ database, feeds, fanout, audit: services.audit, openSockets: () => sockets.clients.size }, options.metrics);
+  // MCP at /mcp: its tools and resources run GraphQL operations through this Yoga instance.
+  const mcp = new McpEndpoint({ graphql: (request) => yoga.fetch(request), services, corsOrigins: options.corsOrigins });
   const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, Context>({
     schema,
     graphqlEndpoint: '/graphql',
@@ -217,6 +220,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     context: ({ request, connectionParams }) => createContext(services, connectionParams ? { connectionParams } : { request }),
     plugins: [
       ...(metrics ? [metrics.plugin] : []),
+      useMcp(mcp),
       useDashboard(),
       ...(options.graphiql === false ? [] : [useGraphiQL({ endpoint: '/graphql' })]),
       useRequestErrorCodes(),
@@ -347,6 +351,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
         server.close();
         services.watcher.closeAll();
         fanout.closeAll();
+        await mcp.close();
         await socketServer.dispose();
         server.closeIdleConnections();
         const grace = new Promise((resolve) => setTimeout(resolve, options.shutdownGraceMs ?? 10_000).unref());
