@@ -2,6 +2,7 @@
  * statehouse/client against a started gateway, over real sockets: the state API, watch(), lock(), the
  * fleet calls and the typed errors, as an agent's code uses them (issue 16).
  */
+import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import {
@@ -270,8 +271,7 @@ describe(`statehouse/client connection (${backend})`, () => {
     expect(await numbers.set('http:a', 5)).toMatchObject({ value: 5, updatedBy: 'producer' });
     expect(await numbers.get('http:a')).toMatchObject({ value: 5 });
     expect(sockets).toHaveLength(0);
-    const stream = numbers.watch({ keyPrefix: 'http:' });
-    await stream.ready;
+    const stream = await numbers.watch({ keyPrefix: 'http:' }).whenReady();
     await eventually(() => sockets.length === 1, 5_000, 'the socket of watch()');
     await numbers.set('http:b', 6);
     expect((await take(stream, 1))[0]).toMatchObject({ key: 'http:b', value: 6, op: 'SET' });
@@ -364,6 +364,41 @@ describe(`statehouse/client watch() (${backend})`, () => {
     expect(sockets.length).toBeGreaterThan(1);
     await stream.close();
   });
+
+  it.runIf(backend === 'postgres')(
+    'starts "now" after the client`s own acknowledged writes, even while a transaction elsewhere holds the log back',
+    async () => {
+      const numbers = client(agentToken).namespace<number>('numbers');
+      const other = postgres(process.env.TEST_DATABASE_URL ?? '', { max: 1, onnotice: () => {} });
+      let release = () => {};
+      try {
+        // A transaction with an id, open on the server: writes after it are acknowledged but not yet final.
+        await new Promise<void>((holding) => {
+          const held = other.begin(async (tx) => {
+            await tx`SELECT pg_current_xact_id()`;
+            holding();
+            await new Promise<void>((done) => (release = done));
+          });
+          void held.catch(() => {});
+        });
+        const before = await numbers.set('now:before', 1);
+        const { systemOverview } = await gw.ok(ADMIN_TOKEN, '{ systemOverview { revision } }');
+        expect(BigInt(systemOverview.revision)).toBeLessThan(BigInt(before.revision)); // the gateway's head is behind
+        const stream = numbers.watch({ keyPrefix: 'now:' });
+        let ready = false;
+        void stream.ready.then(() => (ready = true));
+        await numbers.get('now:before');
+        expect(ready).toBe(false);
+        release();
+        expect(BigInt(await stream.ready)).toBeGreaterThanOrEqual(BigInt(before.revision));
+        await numbers.set('now:after', 2);
+        expect((await take(stream, 1)).map((change) => change.key)).toEqual(['now:after']);
+      } finally {
+        release();
+        await other.end();
+      }
+    },
+  );
 
   it('pauses for a slow consumer and resumes inside a commit without repeating its changes', async () => {
     const writer = client(agentToken).namespace<number>('numbers');
@@ -490,12 +525,14 @@ describe(`statehouse/client fleet (${backend})`, () => {
 
   it('sends metrics in batches by size, by time, and on close', async () => {
     const token = await gw.registerAgent('measurer', []);
-    const agent = client(token, { metrics: { batchSize: 400, flushIntervalMs: 60_000 } });
+    const agent = client(token, { idleCloseMs: 600_000, metrics: { batchSize: 400, flushIntervalMs: 600_000 } });
     for (let i = 0; i < 1_000; i++) agent.metrics.record('latency_ms', i, { route: 'a' });
     const summary = async () =>
       (await gw.ok(ADMIN_TOKEN, '{ metricSummary(name: "latency_ms", agentId: "measurer") { count max } }')).metricSummary[0];
-    // Two full batches go at once; the rest waits for the (long) interval, or for close.
-    await eventually(async () => (await summary())?.count === 800, 30_000, 'two batches');
+    // Two full batches go at once; the 200 left over wait for the (long) interval, or for close.
+    await eventually(async () => ((await summary())?.count ?? 0) >= 800, 30_000, 'two batches');
+    expect(await summary()).toMatchObject({ count: 800, max: 799 });
+    expect(agent.metrics.buffered).toBe(200);
     await agent.close();
     expect(await summary()).toMatchObject({ count: 1_000, max: 999 });
     expect(() => agent.metrics.record('latency_ms', 1)).toThrow(ClientClosedError);
@@ -508,6 +545,28 @@ describe(`statehouse/client fleet (${backend})`, () => {
       async () => (await gw.ok(ADMIN_TOKEN, '{ metricSummary(name: "queue_depth") { count } }')).metricSummary[0]?.count === 1,
     );
     expect(() => timed.metrics.record('queue_depth', Number.NaN)).toThrow(TypeError);
+  });
+
+  it('sends buffered metrics before it closes an idle socket, then closes it', async () => {
+    const token = await gw.registerAgent('idler', []);
+    const { Tracked, sockets, open } = trackedWebSocket();
+    const states: string[] = [];
+    const agent = client(token, {
+      webSocket: Tracked,
+      idleCloseMs: 100,
+      onConnectionChange: (state) => states.push(state),
+      metrics: { batchSize: 500, flushIntervalMs: 600_000 },
+    });
+    agent.metrics.record('idle_points', 1);
+    agent.metrics.record('idle_points', 2);
+    await agent.viewer(); // opens the socket; it goes idle once this is answered
+    const count = async () =>
+      (await gw.ok(ADMIN_TOKEN, '{ metricSummary(name: "idle_points", agentId: "idler") { count } }')).metricSummary[0]?.count ?? 0;
+    await eventually(async () => (await count()) === 2, 10_000, 'the points sent at the idle close');
+    await eventually(() => open().length === 0, 10_000, 'the idle socket to close');
+    expect(sockets).toHaveLength(1); // sent on the socket that was open, not on a new one
+    expect(agent.metrics.buffered).toBe(0);
+    expect(states.at(-1)).toBe('idle');
   });
 
   it('reports errors, insights and optimizations, and reads them back as a dashboard does', async () => {

@@ -44,6 +44,22 @@ export interface ConnectOptions {
 
 export type Viewer = ViewerQuery['viewer'];
 
+/**
+ * The largest `revision` of an answer's records — root fields, and the `entries` or `nodes` lists in
+ * them — or `floor` if none is larger. JSON values are not looked into: a `revision` there is the
+ * caller's data.
+ */
+function newestRevision(record: unknown, floor: bigint, root = true): bigint {
+  if (Array.isArray(record)) return record.reduce((newest: bigint, item) => newestRevision(item, newest, false), floor);
+  if (typeof record !== 'object' || record === null) return floor;
+  let newest = floor;
+  for (const [name, field] of Object.entries(record)) {
+    if (root || name === 'entries' || name === 'nodes') newest = newestRevision(field, newest, false);
+    else if (name === 'revision' && typeof field === 'string' && /^\d+$/.test(field) && BigInt(field) > newest) newest = BigInt(field);
+  }
+  return newest;
+}
+
 /** `http(s)` and `ws(s)` URLs of the endpoint, whichever was given. */
 function endpoints(url: string): { httpUrl: string; wsUrl: string } {
   const parsed = new URL(url);
@@ -69,6 +85,7 @@ export class StatehouseClient {
   private readonly owned = new Set<Owned>();
   private readonly closeController = new AbortController();
   private closing: Promise<void> | undefined;
+  private seenRevision = 0n;
 
   constructor(options: ConnectOptions) {
     if (typeof options.token !== 'string' || options.token === '') throw new TypeError('connect: a token is required');
@@ -83,6 +100,7 @@ export class StatehouseClient {
       idleCloseMs: options.idleCloseMs ?? 30_000,
       maxInFlight: options.maxInFlight ?? 50,
       ...(options.onConnectionChange ? { onStateChange: options.onConnectionChange } : {}),
+      beforeIdleClose: () => this.metrics.flushIfBuffered(),
     };
     this.transport = options.transport === 'http' ? new HttpTransport(transportOptions) : new SocketTransport(transportOptions);
     const retry = { attempts: 8, initialDelayMs: 200, maxDelayMs: 5_000, ...options.retry };
@@ -93,6 +111,9 @@ export class StatehouseClient {
       closeSignal: this.closeController.signal,
       get closing() {
         return client.closing !== undefined;
+      },
+      get seenRevision() {
+        return client.seenRevision;
       },
       query: (document, variables) => this.run(document, variables, false),
       mutate: (document, variables) => this.run(document, variables, true),
@@ -113,7 +134,9 @@ export class StatehouseClient {
     for (let attempt = 0; ; attempt++) {
       if (this.closeController.signal.aborted) throw new ClientClosedError();
       try {
-        return await this.transport.request(document, variables);
+        const result = await this.transport.request(document, variables);
+        this.seenRevision = newestRevision(result, this.seenRevision);
+        return result;
       } catch (error) {
         const wait = attempt < this.runtime.retry.attempts ? this.retryDelay(error, attempt, mutation) : undefined;
         if (wait === undefined) throw error;

@@ -156,9 +156,10 @@ export interface MetricsOptions {
 }
 
 /**
- * Metrics of the calling agent, buffered and sent in batches: when `batchSize` points wait, or
- * `flushIntervalMs` after the first one, and on `flush()` and close. Each point keeps the time it was
- * recorded. A batch the gateway refuses, or that may have arrived when a connection dropped, is
+ * Metrics of the calling agent, buffered and sent in batches: a full batch as soon as `batchSize`
+ * points wait; the rest `flushIntervalMs` after the first of them, at `flush()`, when the client closes,
+ * and before the client closes an idle socket (so no point waits for a socket to reopen). Each point
+ * keeps the time it was recorded. A batch the gateway refuses, or that may have arrived when a connection dropped, is
  * reported (onError) and not sent again, so no point is counted twice.
  */
 export class MetricsApi {
@@ -190,8 +191,14 @@ export class MetricsApi {
     if (options.unit !== undefined) point.unit = options.unit;
     this.buffer.push(point);
     this.trim();
-    if (this.buffer.length >= this.batchSize) void this.flush();
+    // Full batches go now; what is left over waits for the interval (or flush, close, an idle socket).
+    if (this.buffer.length >= this.batchSize) this.send(false);
     else this.timer ??= setTimeout(() => void this.flush(), this.flushIntervalMs);
+  }
+
+  /** Points recorded and not yet handed to the gateway. */
+  get buffered(): number {
+    return this.buffer.length;
   }
 
   private trim(): void {
@@ -206,12 +213,22 @@ export class MetricsApi {
   flush(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
-    this.sending = this.sending.then(() => this.sendAll());
+    return this.send(true);
+  }
+
+  /** The flush the client runs before it closes an idle socket: none when nothing waits. */
+  flushIfBuffered(): Promise<void> | undefined {
+    return this.buffer.length > 0 ? this.flush() : undefined;
+  }
+
+  /** Queues a send after the one in flight: every point (`all`), or only full batches. */
+  private send(all: boolean): Promise<void> {
+    this.sending = this.sending.then(() => this.sendBatches(all));
     return this.sending;
   }
 
-  private async sendAll(): Promise<void> {
-    while (this.buffer.length > 0) {
+  private async sendBatches(all: boolean): Promise<void> {
+    while (this.buffer.length >= (all ? 1 : this.batchSize)) {
       const batch = this.buffer.splice(0, this.batchSize);
       try {
         await this.runtime.mutate(RecordMetricsDocument, { metrics: batch });

@@ -35,4 +35,9 @@ export interface Runtime {
   own(resource: Owned): () => void;
   /** Background failures nobody awaits (a heartbeat, a metrics batch). */
   reportError(error: unknown): void;
+  /**
+   * The newest revision in any answer this client has had (a write's, a read's): everything up to it
+   * happened before now, so a stream starting "from now" must start at or after it.
+   */
+  readonly seenRevision: bigint;
 }

@@ -42,6 +42,11 @@ export interface TransportOptions {
   idleCloseMs: number;
   maxInFlight: number;
   onStateChange?: (state: ConnectionState) => void;
+  /**
+   * Asked before an idle socket is closed: work to do first (buffered metrics), or undefined. The
+   * socket closes only once it has been idle for `idleCloseMs` with nothing left to do.
+   */
+  beforeIdleClose?: () => Promise<void> | undefined;
 }
 
 /**
@@ -169,16 +174,31 @@ export class SocketTransport implements Transport {
       if (settled) return;
       settled = true;
       if (--this.active > 0 || this.closing) return;
-      this.idleTimer = setTimeout(() => {
-        const idle = this.socketClient;
-        this.socketClient = undefined;
-        this.connected = false;
-        clearTimeout(this.pongTimer);
-        this.setState('idle');
-        void Promise.resolve(idle?.dispose()).catch(() => {});
-      }, this.options.idleCloseMs);
+      this.armIdleClose();
     };
     return { client: this.socketClient, settle };
+  }
+
+  private armIdleClose(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      const pending = this.options.beforeIdleClose?.();
+      if (pending) {
+        // Its operations keep the socket busy; once done (or failed) the idle wait starts again.
+        void pending
+          .catch(() => {})
+          .then(() => {
+            if (this.active === 0 && !this.closing && this.socketClient) this.armIdleClose();
+          });
+        return;
+      }
+      const idle = this.socketClient;
+      this.socketClient = undefined;
+      this.connected = false;
+      clearTimeout(this.pongTimer);
+      this.setState('idle');
+      void Promise.resolve(idle?.dispose()).catch(() => {});
+    }, this.options.idleCloseMs);
   }
 
   private setState(state: ConnectionState): void {

@@ -11,7 +11,10 @@
 import { ClientClosedError, ConnectionError, RateLimitedError } from './errors.js';
 import { type ChangeFieldsFragment, EntryChangedDocument, SystemOverviewDocument } from './generated/graphql.js';
 import type { Runtime } from './runtime.js';
-import { backoffDelay, deferred } from './timing.js';
+import { backoffDelay, deferred, sleep } from './timing.js';
+
+/** How long `ready` waits for the gateway's head to reach what the client has seen. */
+const NOW_WAIT_MS = 10_000;
 
 /** One change: SET (value written), DELETE or EXPIRE (value null). */
 export type Change<T = unknown> = Omit<ChangeFieldsFragment, 'value'> & { value: T | null };
@@ -81,10 +84,23 @@ export class ChangeStream<T = unknown> implements AsyncIterableIterator<Change<T
 
   /**
    * Resolves with the revision the stream starts after, once known. Without `afterRevision`, "now" is
-   * when this resolves: await it before writing what the stream must see.
+   * when this resolves: the stream holds every change written after this resolves, and none this client had
+   * already seen an answer with (its own acknowledged writes; `delete` answers no revision, so a
+   * delete just before may still be delivered). Await it before writing what the
+   * stream must see.
    */
   get ready(): Promise<string> {
     return this.started.promise;
+  }
+
+  /**
+   * The stream itself once `ready` has resolved, for one line that cannot forget the wait:
+   * `const changes = await numbers.watch().whenReady();` — every change written after this resolves is
+   * delivered.
+   */
+  async whenReady(): Promise<this> {
+    await this.started.promise;
+    return this;
   }
 
   /**
@@ -98,12 +114,30 @@ export class ChangeStream<T = unknown> implements AsyncIterableIterator<Change<T
   private async begin(): Promise<void> {
     try {
       // "From now on" must be a revision too, or a disconnect before the first change would lose changes.
-      this.complete = this.options.afterRevision ?? (await this.runtime.query(SystemOverviewDocument, {})).systemOverview.revision;
+      this.complete = this.options.afterRevision ?? (await this.now());
       this.started.resolve(this.complete);
       this.subscribe();
     } catch (error) {
       if (error instanceof ConnectionError && error.retryable) this.retryLater(() => void this.begin());
       else this.fail(error);
+    }
+  }
+
+  /**
+   * The newest revision of the change log that is final (below the gateway's watermark), once it has
+   * caught up with everything this client has seen. A write is acknowledged when it commits, but it is
+   * final only when every transaction that began before it has ended too; until then the gateway's head
+   * is behind it, and a stream starting there would replay the client's own acknowledged writes as
+   * news. Waits for the head with backoff, at most NOW_WAIT_MS; past that it starts at the head (some
+   * changes from before may then be delivered, none is lost).
+   */
+  private async now(): Promise<string> {
+    const seen = this.runtime.seenRevision;
+    const deadline = Date.now() + NOW_WAIT_MS;
+    for (let attempt = 0; ; attempt++) {
+      const { revision } = (await this.runtime.query(SystemOverviewDocument, {})).systemOverview;
+      if (BigInt(revision) >= seen || Date.now() >= deadline || this.ended) return revision;
+      await sleep(backoffDelay(attempt, { initialDelayMs: 5, maxDelayMs: 200 }), this.runtime.closeSignal);
     }
   }
 
