@@ -26,8 +26,24 @@ async function run(command: string, args: string[], options: Parameters<typeof e
 }
 const root = resolve(new URL('..', import.meta.url).pathname);
 const clientDir = join(root, 'src/client');
-/** What the client may import from outside itself: the socket protocol and a types-only package. */
+const langgraphDir = join(root, 'src/langgraph');
+/** What each part may import from outside itself: the socket protocol and a types-only package; LangGraph's store base. */
 const ALLOWED_PACKAGES = new Set(['graphql-ws', '@graphql-typed-document-node/core']);
+const ALLOWED_IN_LANGGRAPH = new Set(['@langchain/langgraph-checkpoint']);
+
+/** Imports of the .ts files under `dir` that leave `inside` and are not allowed packages. */
+function foreignImports(dir: string, inside: string[], allowed: Set<string>): string[] {
+  const offending: string[] = [];
+  for (const file of sourceFiles(dir)) {
+    const text = readFileSync(file, 'utf8');
+    for (const [, specifier = ''] of text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'"]*?from\s+['"]([^'"]+)['"]/g)) {
+      const target = resolve(dirname(file), specifier);
+      const within = specifier.startsWith('.') && inside.some((folder) => !relative(folder, target).startsWith('..'));
+      if (!within && !allowed.has(specifier)) offending.push(`${relative(root, file)}: ${specifier}`);
+    }
+  }
+  return offending;
+}
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
@@ -43,15 +59,9 @@ describe('statehouse/client sources', () => {
   }, 60_000);
 
   it('imports nothing of the server and no node: module', () => {
-    const offending: string[] = [];
-    for (const file of sourceFiles(clientDir)) {
-      const text = readFileSync(file, 'utf8');
-      for (const [, specifier = ''] of text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'"]*?from\s+['"]([^'"]+)['"]/g)) {
-        const inside = specifier.startsWith('.') && !relative(clientDir, resolve(dirname(file), specifier)).startsWith('..');
-        if (!inside && !ALLOWED_PACKAGES.has(specifier)) offending.push(`${relative(root, file)}: ${specifier}`);
-      }
-    }
-    expect(offending).toEqual([]);
+    expect(foreignImports(clientDir, [clientDir], ALLOWED_PACKAGES)).toEqual([]);
+    // statehouse/langgraph: the client, and LangGraph's store base.
+    expect(foreignImports(langgraphDir, [langgraphDir, clientDir], new Set([...ALLOWED_PACKAGES, ...ALLOWED_IN_LANGGRAPH]))).toEqual([]);
   });
 });
 
@@ -74,7 +84,15 @@ describe(`statehouse/client packed and installed (${backend})`, () => {
     const { stdout } = await run('npm', ['pack', '--json', '--pack-destination', project], { cwd: root });
     const [packed] = JSON.parse(stdout) as { filename: string; files: { path: string }[] }[];
     const files = packed?.files.map((file) => file.path) ?? [];
-    expect(files).toEqual(expect.arrayContaining(['dist/client/index.js', 'dist/client/index.d.ts', 'package.json']));
+    expect(files).toEqual(
+      expect.arrayContaining([
+        'dist/client/index.js',
+        'dist/client/index.d.ts',
+        'dist/langgraph/index.js',
+        'dist/langgraph/index.d.ts',
+        'package.json',
+      ]),
+    );
     expect(files.filter((path) => path.startsWith('test/'))).toEqual([]);
 
     writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'agent', private: true, type: 'module' }));
@@ -147,6 +165,34 @@ console.log(JSON.stringify({ written, read, change, conflict }));
       metricSummary: [{ count: 1 }],
     });
 
+    // statehouse/langgraph with LangGraph's store package beside it, as a LangGraph user installs it.
+    await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--ignore-scripts', '@langchain/langgraph-checkpoint@1'], {
+      cwd: project,
+    });
+    await gw.createNamespace('memory');
+    const memoryToken = await gw.registerAgent('memory-user', ['memory']);
+    writeFileSync(
+      join(project, 'store.mjs'),
+      `import { BaseStore } from '@langchain/langgraph-checkpoint';
+import { connect } from 'statehouse/client';
+import { StatehouseStore } from 'statehouse/langgraph';
+
+const client = connect({ url: process.env.STATEHOUSE_URL, token: process.env.STATEHOUSE_TOKEN });
+const store = new StatehouseStore({ client, namespace: 'memory' });
+await store.put(['users', 'u1'], 'prefs', { theme: 'dark' });
+const item = await store.get(['users', 'u1'], 'prefs');
+const found = await store.search(['users']);
+await client.close();
+console.log(JSON.stringify({ isBaseStore: store instanceof BaseStore, value: item.value, found: found.map((i) => i.namespace) }));
+`,
+    );
+    const stored = await run(process.execPath, [...flags, 'store.mjs'], {
+      cwd: project,
+      env: { ...process.env, STATEHOUSE_URL: gw.url, STATEHOUSE_TOKEN: memoryToken, NODE_NO_WARNINGS: '1' },
+      timeout: 30_000,
+    });
+    expect(JSON.parse(stored.stdout)).toEqual({ isBaseStore: true, value: { theme: 'dark' }, found: [['users', 'u1']] });
+
     // Its type declarations resolve through the package's exports, for a TypeScript user.
     writeFileSync(
       join(project, 'check.ts'),
@@ -157,6 +203,10 @@ const version: number | undefined = entry?.version;
 // @ts-expect-error a value must be a number in this namespace
 await client.namespace<number>('numbers').set('n', 'text');
 export const checked = [version, VersionConflictError];
+// statehouse/langgraph is a BaseStore for LangGraph's types too.
+import type { BaseStore } from '@langchain/langgraph-checkpoint';
+import { StatehouseStore } from 'statehouse/langgraph';
+export const store: BaseStore = new StatehouseStore({ client, namespace: 'memory' });
 `,
     );
     writeFileSync(
