@@ -10,6 +10,11 @@ import { ADMIN_TOKEN, type Gateway, startGateway } from './support/gateway.js';
 
 const execFileAsync = promisify(execFile);
 const root = new URL('..', import.meta.url).pathname;
+// Node.js 22 has a global WebSocket; 20 has it behind a flag.
+const nodeOptions =
+  Number(process.versions.node.split('.')[0]) < 22
+    ? `${process.env.NODE_OPTIONS ?? ''} --experimental-websocket`.trim()
+    : process.env.NODE_OPTIONS;
 
 let gw: Gateway;
 
@@ -26,7 +31,14 @@ async function example(script: string, env: Record<string, string> = {}): Promis
   try {
     const { stdout } = await execFileAsync('npm', ['run', '--silent', script], {
       cwd: root,
-      env: { ...process.env, STATEHOUSE_URL: gw.url, STATEHOUSE_ADMIN_TOKEN: ADMIN_TOKEN, NODE_NO_WARNINGS: '1', ...env },
+      env: {
+        ...process.env,
+        ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
+        STATEHOUSE_URL: gw.url,
+        STATEHOUSE_ADMIN_TOKEN: ADMIN_TOKEN,
+        NODE_NO_WARNINGS: '1',
+        ...env,
+      },
       timeout: 60_000,
       encoding: 'utf8',
     });
