@@ -64,7 +64,7 @@ describe(`examples (${backend})`, () => {
     expect(total).toEqual({ value: 91, updatedBy: 'producer' });
     expect(entries.nodes).toHaveLength(6);
     expect(entries.nodes.every((node: { updatedBy: string }) => node.updatedBy === 'producer')).toBe(true);
-  });
+  }, 120_000);
 
   it('example:worker — heartbeats while busy, metrics in batches, errors grouped, then STOPPED', async () => {
     const lines = await example('example:worker', { JOBS: '10' });
@@ -88,7 +88,7 @@ describe(`examples (${backend})`, () => {
     // Batches of 5: fewer calls than points.
     expect(fleet.auditLog.length).toBeGreaterThanOrEqual(2);
     expect(fleet.auditLog.length).toBeLessThan(10);
-  });
+  }, 120_000);
 
   it('example:langgraph — two graph nodes share memory through Statehouse, across runs', async () => {
     const expected = [
@@ -106,5 +106,5 @@ describe(`examples (${backend})`, () => {
     ]);
     // Run again: it starts its user afresh and prints the same.
     expect(await example('example:langgraph')).toEqual(expected);
-  });
+  }, 180_000);
 });

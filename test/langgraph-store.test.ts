@@ -22,7 +22,7 @@ function client(token: string): StatehouseClient {
 }
 
 beforeAll(async () => {
-  gw = await startGateway();
+  gw = await startGateway({ app: { encryptionKey: 'b2'.repeat(32) } }); // for a sensitive namespace
   await gw.createNamespace('memory');
   await gw.createNamespace('other');
   await gw.createNamespace('secret', { openAccess: false });
@@ -236,6 +236,16 @@ describe(`statehouse/langgraph StatehouseStore (${backend})`, () => {
     expect(await expiry('own')).toBeLessThanOrEqual(30);
     expect(await expiry('own')).toBeGreaterThan(20);
     expect(await expiry('batched')).toBeGreaterThan(110);
+  });
+
+  it('filters in a sensitive namespace, whose encrypted values the gateway cannot filter', async () => {
+    await gw.createNamespace('vault', { sensitive: true });
+    const token = await gw.registerAgent('vault-graph', ['vault']);
+    const store = new StatehouseStore({ client: client(token), namespace: 'vault' });
+    await store.put(['docs'], 'a', { tag: 'x', n: 1 });
+    await store.put(['docs'], 'b', { tag: 'y', n: 2 });
+    expect((await store.search(['docs'], { filter: { tag: 'y' } })).map((item) => item.key)).toEqual(['b']);
+    expect((await store.search(['docs'], { filter: { n: { $gte: 1 }, tag: 'x' } })).map((item) => item.key)).toEqual(['a']);
   });
 
   it('refuses a semantic query: there is no vector index', async () => {

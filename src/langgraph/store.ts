@@ -31,7 +31,7 @@
  *   InMemoryStore does, in one Statehouse transaction (in transactions of 500 when there are more).
  */
 import { BaseStore, type Item, type Operation, type OperationResults, type SearchItem } from '@langchain/langgraph-checkpoint';
-import type { Entry, Namespace, StatehouseClient } from '../client/index.js';
+import { BadUserInputError, type Entry, type Namespace, type StatehouseClient } from '../client/index.js';
 
 export interface StatehouseStoreOptions {
   /** The client the store reads and writes with; its token's grants are the store's. */
@@ -156,6 +156,8 @@ export class StatehouseStore extends BaseStore {
   private readonly scope: string;
   private readonly defaultTtl: number | null;
   private readonly pageSize: number;
+  /** Whether the gateway applies a filter's plain equalities first (not on a sensitive namespace). */
+  private filterOnServer = true;
 
   constructor(options: StatehouseStoreOptions) {
     super();
@@ -214,9 +216,17 @@ export class StatehouseStore extends BaseStore {
     checkNamespace(operation.namespacePrefix, 'namespacePrefix');
     if (operation.query) throw new SemanticSearchUnsupportedError();
     const filter = operation.filter as Record<string, unknown> | undefined;
+    const match = this.filterOnServer ? containedFilter(filter) : undefined;
     const found: Item[] = [];
-    for await (const item of this.items(namespacePrefix(operation.namespacePrefix), containedFilter(filter))) {
-      if (!filter || matchesFilter(item.value, filter)) found.push(item);
+    try {
+      for await (const item of this.items(namespacePrefix(operation.namespacePrefix), match)) {
+        if (!filter || matchesFilter(item.value, filter)) found.push(item);
+      }
+    } catch (error) {
+      // A sensitive namespace's values are encrypted: the gateway cannot filter them, the store can.
+      if (!(match && error instanceof BadUserInputError && error.field === 'match')) throw error;
+      this.filterOnServer = false;
+      return this.search$(operation);
     }
     const offset = operation.offset ?? 0;
     return found
