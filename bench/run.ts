@@ -32,6 +32,7 @@ import {
   seedEntries,
   seedGrowth,
 } from './sql.js';
+import { CLIENT_AGENTS, clientSetEntry } from './client.js';
 import { closeAllSockets, fanout, memory, resume, resumeLimit, type SubscriptionTarget } from './subscriptions.js';
 import {
   AGENT_ID,
@@ -752,6 +753,37 @@ async function fanoutWorkload(state: State): Promise<void> {
   }
 }
 
+/** 14: setEntry through statehouse/client, 64 agents with a socket each (bench/client.ts), beside workload 1's HTTP. */
+async function clientWorkload(state: State, baseRows: ResultRow[]): Promise<void> {
+  const agents = CLIENT_AGENTS;
+  const row: ResultRow = {
+    id: '14',
+    workload: `setEntry through the client (${agents} agents, one socket each)`,
+    connections: agents,
+    status: 'failed',
+  };
+  state.rows.push(row);
+  await measureRow(state, row, `14 client · ${agents} agents`, ['statehouse', 'bare'], async (target) => {
+    const running = server(state, target as 'statehouse' | 'bare');
+    const measured = await clientSetEntry(
+      { url: running.url, token: target === 'statehouse' ? state.agentToken : 'bare', read: reader(state, target) },
+      { agents, seconds: state.options.seconds, tag: `client-${target}` },
+    );
+    state.writesSinceSeed[target] += (measured.count ?? 0) + agents;
+    return measured;
+  });
+  row.status = 'ok';
+  // Workload 1 at the nearest number of connections: the same mutation over HTTP.
+  const http = baseRows
+    .filter((base) => base.id === '1' && base.statehouse)
+    .sort((a, b) => Math.abs((a.connections ?? 0) - agents) - Math.abs((b.connections ?? 0) - agents))[0];
+  row.note = http?.statehouse
+    ? `vs 1 (HTTP) at ${http.connections} connections: SH ${((row.statehouse?.value ?? 0) / http.statehouse.value).toFixed(2)}×` +
+      (http.bare && row.bare ? `, bare ${(row.bare.value / http.bare.value).toFixed(2)}×` : '')
+    : 'p50/p99: one setEntry as the agent awaits it';
+  withRatios(row);
+}
+
 /** 12: the worst delay each hostile document causes, as a probe request waits it out (bench/hostile.ts). */
 async function hostileWorkload(state: State): Promise<void> {
   const seconds = Math.min(state.options.seconds, 3);
@@ -991,6 +1023,7 @@ async function main(): Promise<number> {
     const requests = WORKLOADS.filter((workload) => isPending(workload) || wanted(workload.id));
     if (requests.some((workload) => !isPending(workload))) await warmUp(state);
     const baseRows = await requestWorkloads(state, requests, 'base', options.connections);
+    if (wanted('14')) await clientWorkload(state, baseRows);
     if (wanted('8')) await fanoutWorkload(state);
     if (wanted('12')) await hostileWorkload(state);
     if (wanted('13')) await peerWorkload(state);

@@ -36,15 +36,18 @@ export interface Gateway {
 
 const quietLogger = pino({ level: process.env.LOG_LEVEL ?? 'silent' });
 
-/** A gateway on a fresh database (or on `database`, to run a second process on the same one). */
+/**
+ * A gateway on a fresh database (or on `database`, to run a second process on the same one), on a free
+ * port or on `port` (to stand in for a restarted gateway).
+ */
 export async function startGateway(
-  options: { db?: TestDatabase; database?: DatabaseHandle; app?: Partial<Omit<AppOptions, 'database' | 'logger'>> } = {},
+  options: { db?: TestDatabase; database?: DatabaseHandle; port?: number; app?: Partial<Omit<AppOptions, 'database' | 'logger'>> } = {},
 ): Promise<Gateway> {
   const db = options.db ?? (await createTestDatabase());
   const database = options.database ?? db.handle;
   await new TokensService(database, new EventBus(undefined, quietLogger)).ensureBootstrap(ADMIN_TOKEN);
   const app = await buildApp({ database, logger: quietLogger, shutdownGraceMs: 1_000, ...options.app });
-  const { port } = await app.start(0, '127.0.0.1');
+  const { port } = await app.start(options.port ?? 0, '127.0.0.1');
   const url = `http://127.0.0.1:${port}/graphql`;
   const wsUrl = `ws://127.0.0.1:${port}/graphql`;
   const clients: Client[] = [];
