@@ -144,11 +144,11 @@ export async function buildApp(options: AppOptions): Promise<App> {
     (payload) => bus.receive(payload),
     () => {
       // Messages may have been missed while the connection was down: trust no cache, read the log again.
-      void bus.publish({ type: 'reset' });
+      bus.publish({ type: 'reset' });
       feeds.wakeAll();
     },
   );
-  void bus.publish({ type: 'hello' });
+  bus.publish({ type: 'hello' });
 
   const maskError = createMaskError(logger);
   const shared = new SharedSubscriptions(

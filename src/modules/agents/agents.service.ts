@@ -5,7 +5,7 @@ import type { DatabaseHandle } from '../../db/client.js';
 import { badInput, unauthenticated } from '../../domain/errors.js';
 import { checkAgentId, checkLabel, checkNamespace } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
-import { publishTopic, subscribeTopic } from '../../events/topics.js';
+import { publishTopic, subscribeTopic, topic } from '../../events/topics.js';
 import type { ConfigService } from '../tenants/config.service.js';
 
 export type AgentStatus = 'STARTING' | 'IDLE' | 'BUSY' | 'ERROR' | 'STOPPED';
@@ -59,7 +59,7 @@ const toAgent = (row: AgentRow): Agent => ({
 });
 
 const MAX_LIST = 100;
-const AGENT_CHANGED = 'agentChanged';
+const AGENT_CHANGED = topic<Agent>('agentChanged');
 
 /** An agent that came through the bus from another process, its dates as JSON strings. */
 export const reviveAgent = (agent: Agent): Agent => ({
@@ -107,7 +107,7 @@ export class AgentsService {
    * Agents from other processes arrive with their dates as strings: pass them through `reviveAgent`.
    */
   watch(tenantId: string, type: string | null | undefined): AsyncIterable<Agent> {
-    return subscribeTopic<Agent>(this.bus, tenantId, AGENT_CHANGED, (agent) => !type || agent.type === type);
+    return subscribeTopic(this.bus, tenantId, AGENT_CHANGED, (agent) => !type || agent.type === type);
   }
 
   async register(tenantId: string, input: RegisterAgentInput): Promise<{ agent: Agent; token: string }> {
@@ -132,7 +132,7 @@ export class AgentsService {
       SELECT * FROM a`);
     if (!row) throw badInput('id', `Agent ${id} is already registered`);
     // Another process may have cached this id as unknown.
-    await this.bus.publish({ type: 'access', tenantId });
+    await this.bus.invalidate({ type: 'access', tenantId });
     const agent = toAgent(row);
     publishTopic(this.bus, tenantId, AGENT_CHANGED, [agent]);
     return { agent, token };
@@ -142,7 +142,7 @@ export class AgentsService {
   async deregister(tenantId: string, id: string): Promise<boolean> {
     checkAgentId(id);
     const rows = await this.database.rows(sql`DELETE FROM agents WHERE tenant_id = ${tenantId} AND id = ${id} RETURNING id`);
-    if (rows.length > 0) await this.bus.publish({ type: 'tokens', tenantId });
+    if (rows.length > 0) await this.bus.invalidate({ type: 'tokens', tenantId });
     return rows.length > 0;
   }
 

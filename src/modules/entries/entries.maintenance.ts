@@ -84,7 +84,7 @@ export class EntryMaintenance {
       for (const row of rows) {
         removed += Number(row.count);
         // Namespace settings carry compactedRevision: every process reloads them.
-        await this.bus.publish({ type: 'access', tenantId: row.tenant_id });
+        await this.bus.invalidate({ type: 'access', tenantId: row.tenant_id });
       }
       total += removed;
       if (removed < COMPACT_BATCH) return total;

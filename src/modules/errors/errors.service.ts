@@ -4,7 +4,7 @@ import { badInput } from '../../domain/errors.js';
 import { checkLabel } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
 import type { ConfigService } from '../tenants/config.service.js';
-import { publishTopic, subscribeTopic } from '../../events/topics.js';
+import { publishTopic, subscribeTopic, topic } from '../../events/topics.js';
 import { encodeValue } from '../entries/entries.sql.js';
 import { fingerprint } from './fingerprint.js';
 
@@ -26,7 +26,7 @@ export interface ErrorPattern {
   agentIds: string[];
 }
 
-export const ERROR_REPORTED = 'errorReported';
+export const ERROR_REPORTED = topic<ErrorPattern>('errorReported');
 
 /** Occurrences are counted this far back when no `since` is given (API contract §5). */
 export const DEFAULT_ERROR_WINDOW_HOURS = 24;
@@ -176,6 +176,6 @@ export class ErrorsService {
   /** Patterns as errors are reported from now on, optionally of one type; see `revivePattern`. */
   watch(tenantId: string, type: string | null | undefined): AsyncIterable<ErrorPattern> {
     const only = type === null || type === undefined ? null : checkLabel(type, 'type', 100);
-    return subscribeTopic<ErrorPattern>(this.bus, tenantId, ERROR_REPORTED, (pattern) => only === null || pattern.type === only);
+    return subscribeTopic(this.bus, tenantId, ERROR_REPORTED, (pattern) => only === null || pattern.type === only);
   }
 }

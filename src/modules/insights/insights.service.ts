@@ -3,7 +3,7 @@ import type { DatabaseHandle } from '../../db/client.js';
 import { badInput, notFound } from '../../domain/errors.js';
 import { checkFirst, checkLabel } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
-import { publishTopic, subscribeTopic } from '../../events/topics.js';
+import { publishTopic, subscribeTopic, topic } from '../../events/topics.js';
 import { encodeValue } from '../entries/entries.sql.js';
 
 /** In rising order, as the PostgreSQL enum `priority` declares them (so `>=` compares ranks). */
@@ -26,7 +26,7 @@ export interface AddInsightInput {
   priority?: Priority | null;
 }
 
-export const INSIGHT_ADDED = 'insightAdded';
+export const INSIGHT_ADDED = topic<Insight>('insightAdded');
 const MAX_CONTENT_BYTES = 65_536;
 /** Insight ids are bigint identities: at most 19 digits. */
 const ID = /^[1-9]\d{0,18}$/;
@@ -127,6 +127,6 @@ export class InsightsService {
   watch(tenantId: string, minPriority: Priority | null | undefined): AsyncIterable<Insight> {
     const least = minPriority === null || minPriority === undefined ? 0 : rank(minPriority);
     if (least < 0) throw badInput('minPriority', `minPriority must be one of ${PRIORITIES.join(', ')}`);
-    return subscribeTopic<Insight>(this.bus, tenantId, INSIGHT_ADDED, (insight) => rank(insight.priority) >= least);
+    return subscribeTopic(this.bus, tenantId, INSIGHT_ADDED, (insight) => rank(insight.priority) >= least);
   }
 }

@@ -107,12 +107,12 @@ export class NamespacesService {
     checkNamespace(name, 'name');
     if (name === COMMON || name === SYSTEM) throw badInput('name', `Namespace ${name} always exists and cannot be deleted`);
     const rows = await this.database.rows(sql`DELETE FROM namespaces WHERE tenant_id = ${tenantId} AND name = ${name} RETURNING name`);
-    if (rows.length > 0) await this.bus.publish({ type: 'access', tenantId });
+    if (rows.length > 0) await this.bus.invalidate({ type: 'access', tenantId });
     return rows.length > 0;
   }
 
   private async changed(tenantId: string, name: string): Promise<NamespaceSettings> {
-    await this.bus.publish({ type: 'access', tenantId });
+    await this.bus.invalidate({ type: 'access', tenantId });
     const settings = await this.access.namespace(tenantId, name);
     if (!settings) throw notFound(`Namespace ${name} does not exist`);
     return settings;
@@ -128,7 +128,7 @@ export class NamespacesService {
       INSERT INTO grants (tenant_id, namespace, agent_id, permission) VALUES (${tenantId}, ${namespace}, ${agentId}, ${permission})
       ON CONFLICT (tenant_id, namespace, agent_id) DO UPDATE SET permission = excluded.permission, granted_at = now()
       RETURNING granted_at`);
-    await this.bus.publish({ type: 'access', tenantId });
+    await this.bus.invalidate({ type: 'access', tenantId });
     return { namespace, agentId, permission, grantedAt: new Date(row?.granted_at ?? Date.now()) };
   }
 
@@ -137,7 +137,7 @@ export class NamespacesService {
     const agentId = checkAgentId(input.agentId, 'agentId');
     const rows = await this.database.rows(sql`
       DELETE FROM grants WHERE tenant_id = ${tenantId} AND namespace = ${namespace} AND agent_id = ${agentId} RETURNING agent_id`);
-    await this.bus.publish({ type: 'access', tenantId });
+    await this.bus.invalidate({ type: 'access', tenantId });
     return rows.length > 0;
   }
 

@@ -174,8 +174,8 @@ export class PortabilityService {
       }
       return written.map((row) => row.revision).find((r) => r !== null) ?? null;
     });
-    await this.bus.publish({ type: 'access', tenantId });
-    if (revision !== null) void this.bus.publish({ type: 'changes', tenantId, revision });
+    await this.bus.invalidate({ type: 'access', tenantId });
+    if (revision !== null) this.bus.publish({ type: 'changes', tenantId, revision });
     return true;
   }
 

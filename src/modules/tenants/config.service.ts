@@ -155,7 +155,7 @@ export class ConfigService {
       throw badInput(path || 'patch', `${path || 'patch'} ${reason}`);
     }
     await this.database.rows(sql`UPDATE tenants SET settings = ${JSON.stringify(overrides)}::jsonb WHERE id = ${tenantId}`);
-    await this.bus.publish({ type: 'access', tenantId });
+    await this.bus.invalidate({ type: 'access', tenantId });
     return merged as unknown as TenantConfig;
   }
 }
