@@ -10,7 +10,6 @@
  */
 import http from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { type Client, createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { COSTLIEST_ACCEPTED, HOSTILE_DOCUMENTS } from '../test/support/hostile-documents.js';
 import { BenchFailure, type Measurement, Samples } from './measure.js';
@@ -74,31 +73,61 @@ function post(agent: http.Agent, url: string, headers: Record<string, string>, b
   });
 }
 
-/** One operation on `socket`: its first result, or its errors. */
-function subscribeOnce(socket: Client, query: string): Promise<Answer> {
-  return new Promise((resolve) => {
-    let settled = false;
-    const settle = (answer: Answer) => {
-      if (settled) return;
-      settled = true;
-      stop();
-      resolve(answer);
-    };
-    const stop = socket.subscribe(
-      { query },
-      {
-        next: (result) => settle(result as Answer),
-        error: (error) => settle({ errors: Array.isArray(error) ? error : [{ message: String(error) }] }),
-        complete: () => settle({}),
-      },
-    );
-  });
+/**
+ * A graphql-ws socket spoken by hand, so that every answer is what the server sent: each operation's
+ * first `next` or its `error` (a `complete` before either is a failure).
+ */
+class RawSocket {
+  private nextId = 0;
+  private readonly waiting = new Map<string, (answer: Answer) => void>();
+
+  private constructor(private readonly socket: WebSocket) {
+    socket.on('message', (data) => {
+      const message = JSON.parse(String(data)) as { id?: string; type: string; payload?: unknown };
+      const answer = message.id === undefined ? undefined : this.waiting.get(message.id);
+      if (!answer || message.id === undefined) return;
+      this.waiting.delete(message.id);
+      if (message.type === 'next') answer(message.payload as Answer);
+      else if (message.type === 'error') answer({ errors: message.payload as Answer['errors'] });
+      else answer({ errors: [{ message: `${message.type} before any answer`, extensions: { code: 'no answer' } }] });
+    });
+    socket.on('close', (code, reason) => {
+      for (const answer of this.waiting.values()) answer({ errors: [{ message: `socket closed: ${code} ${reason}` }] });
+      this.waiting.clear();
+    });
+  }
+
+  static open(url: string, token: string): Promise<RawSocket> {
+    return new Promise((resolve, reject) => {
+      const socket = new WebSocket(url, 'graphql-transport-ws');
+      socket.once('error', reject);
+      socket.once('open', () => socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${token}` } })));
+      socket.once('message', (data) => {
+        const message = JSON.parse(String(data)) as { type: string };
+        if (message.type === 'connection_ack') resolve(new RawSocket(socket));
+        else reject(new BenchFailure(`the socket was answered ${String(data).slice(0, 200)}`));
+      });
+    });
+  }
+
+  /** One operation: its first result, or its errors. */
+  request(query: string): Promise<Answer> {
+    const id = String(this.nextId++);
+    return new Promise((resolve) => {
+      this.waiting.set(id, resolve);
+      this.socket.send(JSON.stringify({ id, type: 'subscribe', payload: { query } }));
+    });
+  }
+
+  close(): void {
+    this.socket.close(1000);
+  }
 }
 
 interface Senders {
   server: ServerProcess;
   token: string;
-  socket: Client;
+  socket: RawSocket;
   agent: http.Agent;
 }
 
@@ -115,7 +144,7 @@ async function sendEachWay(senders: Senders, document: Document, hostile: boolea
   const batch = Array.from({ length: BATCH }, () => ({ query: document(variant()) }));
   for (const answer of (await post(agent, server.url, {}, JSON.stringify(batch))) as Answer[]) check('a batch', answer);
   // Sent at once: frames that arrive together must still be answered in turn with other I/O.
-  const pipelined = await Promise.all(Array.from({ length: BATCH }, () => subscribeOnce(socket, document(variant()))));
+  const pipelined = await Promise.all(Array.from({ length: BATCH }, () => socket.request(document(variant()))));
   for (const answer of pipelined) check('a socket', answer);
   return 2 + 2 * BATCH;
 }
@@ -174,12 +203,7 @@ export async function hostileDocuments(
   seconds: number,
   onPhase: (result: HostileResult) => void,
 ): Promise<HostileResult[]> {
-  const socket = createClient({
-    url: server.wsUrl,
-    webSocketImpl: WebSocket,
-    connectionParams: { authorization: `Bearer ${token}` },
-    retryAttempts: 0,
-  });
+  const socket = await RawSocket.open(server.wsUrl, token);
   const senders: Senders = { server, token, socket, agent: new http.Agent({ keepAlive: true, maxSockets: 1 }) };
   const documents: [string, Document | null, boolean][] = [
     ['(the probe alone)', null, false],
@@ -226,7 +250,7 @@ export async function hostileDocuments(
   } finally {
     benchDelay.disable();
     senders.agent.destroy();
-    await socket.dispose();
+    socket.close();
   }
   return results;
 }

@@ -13,6 +13,8 @@ export interface Config {
   logLevel: string;
   /** How long SIGTERM waits for in-flight requests before closing sockets anyway. */
   shutdownGraceMs: number;
+  /** How often history beyond a namespace's historyLimit is removed (reads honour the limit at once). */
+  compactIntervalMs: number;
   /** Browser origins allowed to call the API (CORS); empty: none, the default. */
   corsOrigins: string[];
   /** Schema introspection; STATEHOUSE_INTROSPECTION=false turns it off. */
@@ -79,6 +81,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     activeWindowSeconds: integer(env, 'STATEHOUSE_ACTIVE_WINDOW_SECONDS', 300, 1, 31_536_000),
     logLevel: env.LOG_LEVEL || 'info',
     shutdownGraceMs: integer(env, 'STATEHOUSE_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
+    compactIntervalMs: integer(env, 'STATEHOUSE_COMPACT_INTERVAL_MS', 30_000, 100, 86_400_000),
     corsOrigins: (env.STATEHOUSE_CORS_ORIGINS ?? '')
       .split(',')
       .map((origin) => origin.trim())

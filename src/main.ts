@@ -40,6 +40,7 @@ async function main(): Promise<void> {
     logger,
     activeWindowSeconds: config.activeWindowSeconds,
     shutdownGraceMs: config.shutdownGraceMs,
+    maintenance: { compactIntervalMs: config.compactIntervalMs },
     corsOrigins: config.corsOrigins,
     introspection: config.introspection,
     graphiql: config.graphiql,

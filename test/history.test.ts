@@ -12,7 +12,8 @@ describe('history, time travel and expiry', () => {
   let gw: Gateway;
   let agent: string;
   beforeAll(async () => {
-    gw = await startGateway();
+    // No background compaction during the run: reads must honour historyLimit before anything is removed.
+    gw = await startGateway({ app: { maintenance: { compactIntervalMs: 3_600_000 } } });
     await gw.createNamespace('hist');
     await gw.createNamespace('short', { historyLimit: 2 });
     await gw.createNamespace('ttl', { defaultTtlSeconds: 1 });
@@ -78,20 +79,30 @@ describe('history, time travel and expiry', () => {
     });
   });
 
-  it('compacts history beyond historyLimit and answers REVISION_COMPACTED for what is gone', async () => {
+  it('honours historyLimit at once, then compacts what is beyond it without changing an answer', async () => {
     const first = await set('c', 1, 'short');
     await set('c', 2, 'short');
-    await set('c', 3, 'short');
+    const third = await set('c', 3, 'short');
     const last = await set('c', 4, 'short');
+    const answers = async () => {
+      const { entryHistory } = await gw.ok(agent, HISTORY, { key: 'c', ns: 'short' });
+      expect(entryHistory.map((v: { version: number }) => v.version)).toEqual([4, 3]);
+      const old = await gw.gql(agent, AT, { key: 'c', ns: 'short', r: first.revision });
+      expect(code(old)).toMatchObject({ code: 'REVISION_COMPACTED', oldestRevision: third.revision });
+      const before = await gw.gql(agent, AT, { key: 'c', ns: 'short', r: String(BigInt(first.revision) - 1n) });
+      expect(code(before)).toMatchObject({ code: 'REVISION_COMPACTED', oldestRevision: third.revision });
+      const byTime = await gw.gql(agent, AT, { key: 'c', ns: 'short', t: first.updatedAt });
+      expect(code(byTime)?.code).toBe('REVISION_COMPACTED');
+      expect((await gw.ok(agent, AT, { key: 'c', ns: 'short', r: third.revision })).entry).toMatchObject({ value: 3 });
+      expect((await gw.ok(agent, AT, { key: 'c', ns: 'short', r: last.revision })).entry).toMatchObject({ value: 4 });
+      for (const version of [1, 2]) {
+        const restore = await gw.gql(agent, RESTORE, { input: { namespace: 'short', key: 'c', version } });
+        expect(code(restore)).toMatchObject({ code: 'REVISION_COMPACTED', oldestRevision: third.revision });
+      }
+    };
+    await answers();
     expect(await gw.app.maintenance.compact()).toBe(2);
-    const { entryHistory } = await gw.ok(agent, HISTORY, { key: 'c', ns: 'short' });
-    expect(entryHistory.map((v: { version: number }) => v.version)).toEqual([4, 3]);
-    const old = await gw.gql(agent, AT, { key: 'c', ns: 'short', r: first.revision });
-    expect(code(old)?.code).toBe('REVISION_COMPACTED');
-    expect(BigInt(String(code(old)?.oldestRevision))).toBeGreaterThan(BigInt(first.revision));
-    expect((await gw.ok(agent, AT, { key: 'c', ns: 'short', r: last.revision })).entry).toMatchObject({ value: 4 });
-    const restore = await gw.gql(agent, RESTORE, { input: { namespace: 'short', key: 'c', version: 1 } });
-    expect(code(restore)?.code).toBe('REVISION_COMPACTED');
+    await answers();
     const resume = await gw.gql(agent, `{ changes(namespace: "short", afterRevision: "${first.revision}") { nodes { revision } } }`);
     expect(code(resume)?.code).toBe('REVISION_COMPACTED');
     const sub = subscribe(
@@ -101,6 +112,23 @@ describe('history, time travel and expiry', () => {
     const [result] = await sub.waitFor(1);
     expect(result?.errors?.[0]?.extensions).toMatchObject({ code: 'REVISION_COMPACTED' });
     expect(result?.data ?? null).toBeNull();
+    const { restoreEntry } = await gw.ok(agent, RESTORE, { input: { namespace: 'short', key: 'c', version: 3 } });
+    expect(restoreEntry).toEqual({ value: 3, version: 5 });
+  });
+
+  it('applies a lowered historyLimit to reads at once', async () => {
+    for (const value of [1, 2, 3]) await set('lowered', value);
+    expect((await gw.ok(agent, HISTORY, { key: 'lowered' })).entryHistory).toHaveLength(3);
+    await gw.ok(ADMIN_TOKEN, 'mutation { updateNamespace(input: { name: "hist", historyLimit: 1 }) { historyLimit } }');
+    try {
+      const { entryHistory } = await gw.ok(agent, HISTORY, { key: 'lowered' });
+      expect(entryHistory.map((v: { value: number }) => v.value)).toEqual([3]);
+      const restore = await gw.gql(agent, RESTORE, { input: { namespace: 'hist', key: 'lowered', version: 2 } });
+      expect(code(restore)?.code).toBe('REVISION_COMPACTED');
+    } finally {
+      await gw.ok(ADMIN_TOKEN, 'mutation { updateNamespace(input: { name: "hist", historyLimit: null }) { historyLimit } }');
+    }
+    expect((await gw.ok(agent, HISTORY, { key: 'lowered' })).entryHistory).toHaveLength(3);
   });
 
   it('reads an expired entry as absent at once and records its expiry as an EXPIRE change', async () => {

@@ -117,7 +117,36 @@ describe('npm start', { timeout: 120_000 }, () => {
     expect(await stop(off)).toBe(0);
   });
 
+  it('compacts history as often as STATEHOUSE_COMPACT_INTERVAL_MS says', async () => {
+    const token = 'compaction-admin-token-for-tests';
+    const started = await start({ ...env, STATEHOUSE_ADMIN_TOKEN: token, STATEHOUSE_COMPACT_INTERVAL_MS: '200' });
+    const gql = async (query: string) =>
+      (await (
+        await fetch(started.url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+          body: JSON.stringify({ query }),
+        })
+      ).json()) as { data?: any; errors?: { extensions?: { code?: string } }[] };
+    await gql('mutation { createNamespace(input: { name: "brief", historyLimit: 1 }) { name } }');
+    const first = await gql('mutation { setEntry(input: { namespace: "brief", key: "k", value: 1 }) { revision } }');
+    await gql('mutation { setEntry(input: { namespace: "brief", key: "k", value: 2 }) { revision } }');
+    const before = String(BigInt(first.data.setEntry.revision) - 1n);
+    // Replaying the feed from before the removed change is refused only once compaction has run.
+    const deadline = Date.now() + 10_000;
+    let answer = await gql(`{ changes(namespace: "brief", afterRevision: "${before}") { nodes { revision } } }`);
+    while (!answer.errors && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      answer = await gql(`{ changes(namespace: "brief", afterRevision: "${before}") { nodes { revision } } }`);
+    }
+    expect(answer.errors?.[0]?.extensions?.code).toBe('REVISION_COMPACTED');
+    expect(await stop(started)).toBe(0);
+  });
+
   it('refuses a bad configuration with a clear message', async () => {
+    await expect(start({ ...env, STATEHOUSE_COMPACT_INTERVAL_MS: '5' })).rejects.toThrow(
+      /STATEHOUSE_COMPACT_INTERVAL_MS must be an integer from 100/,
+    );
     await expect(start({ ...env, PORT: 'eighty' })).rejects.toThrow(/PORT must be an integer/);
     await expect(start({ ...env, STATEHOUSE_METRICS: 'sometimes' })).rejects.toThrow(/STATEHOUSE_METRICS must be true or false/);
   });

@@ -175,9 +175,7 @@ export class EntriesService {
     >(sql`
       WITH hit AS (
         SELECT * FROM changes WHERE ${sameKey} AND ${when} ORDER BY version DESC LIMIT 1
-      ), oldest AS (
-        SELECT version, revision FROM changes WHERE ${sameKey} ORDER BY version LIMIT 1
-      )
+      ), oldest AS (${oldestKept(sameKey, settings.historyLimit)})
       SELECT hit.revision::text AS revision, hit.op, hit.version, hit.value, hit.at, hit.actor,
              (SELECT min(c.at) FROM changes c WHERE ${sameKey} AND c.version <= hit.version
                 AND c.version > coalesce((SELECT max(d.version) FROM changes d
@@ -192,6 +190,7 @@ export class EntriesService {
       if (row?.oldest_version && row.oldest_version > 1) throw revisionCompacted(row.oldest_revision ?? '0');
       return this.defaultEntry(tenantId, settings, scope, key);
     }
+    if (row.oldest_version !== null && row.version < row.oldest_version) throw revisionCompacted(row.oldest_revision ?? '0');
     if (row.op !== 'SET') return this.defaultEntry(tenantId, settings, scope, key);
     return {
       namespace,
@@ -207,15 +206,18 @@ export class EntriesService {
     };
   }
 
-  /** Every version of an entry, newest first: sets, deletes and expiries. */
+  /**
+   * Every version of an entry, newest first: sets, deletes and expiries, at most the namespace's
+   * historyLimit of them even before compaction has removed the older ones.
+   */
   async history(tenantId: string, input: EntryAddress & { first?: number | null }): Promise<EntryVersion[]> {
     const { namespace, key, scope } = this.address(input);
     const first = checkFirst(input.first ?? 50);
-    await this.settings(tenantId, namespace);
+    const { historyLimit } = await this.settings(tenantId, namespace);
     const rows = await this.database.rows<ChangeRow>(sql`
       SELECT ${CHANGE_COLUMNS} FROM changes
       WHERE tenant_id = ${tenantId} AND namespace = ${namespace} AND scope = ${scope} AND key = ${key}
-      ORDER BY version DESC LIMIT ${first}`);
+      ORDER BY version DESC LIMIT ${historyLimit === null ? first : Math.min(first, historyLimit)}`);
     return rows.map(toChange);
   }
 
@@ -231,11 +233,11 @@ export class EntriesService {
       oldest_version: number | null;
       oldest_revision: string | null;
     }>(sql`
-      SELECT hit.op, hit.value, (SELECT min(version) FROM changes WHERE ${sameKey}) AS oldest_version,
-             (SELECT min(revision)::text FROM changes WHERE ${sameKey}) AS oldest_revision
+      WITH oldest AS (${oldestKept(sameKey, settings.historyLimit)})
+      SELECT hit.op, hit.value, (SELECT version FROM oldest) AS oldest_version, (SELECT revision::text FROM oldest) AS oldest_revision
       FROM (SELECT 1) AS one LEFT JOIN (SELECT op, value FROM changes WHERE ${sameKey} AND version = ${input.version}) AS hit ON true`);
+    if (row?.oldest_version && input.version < row.oldest_version) throw revisionCompacted(row.oldest_revision ?? '0');
     if (!row?.op) {
-      if (row?.oldest_version && input.version < row.oldest_version) throw revisionCompacted(row.oldest_revision ?? '0');
       throw badInput('version', `${key} has no version ${input.version}`);
     }
     if (row.op !== 'SET') throw badInput('version', `Version ${input.version} of ${key} is a deletion, not a value`);
@@ -622,3 +624,16 @@ class NotANumber extends Error {}
 /** The largest finite double, as SQL numeric. */
 const MAX_JSON_NUMBER = sql.raw(`'${Number.MAX_VALUE}'::numeric`);
 const outOfRange = () => badInput('by', 'The result would be beyond the range of JSON numbers');
+
+/**
+ * The oldest version of a key that reads may show: the newest `historyLimit` versions are kept, so
+ * older ones read as compacted at once, before the background compaction removes them.
+ */
+function oldestKept(sameKey: SQL, historyLimit: number | null): SQL {
+  const physical = sql`(SELECT version, revision FROM changes WHERE ${sameKey} ORDER BY version LIMIT 1)`;
+  if (historyLimit === null) return physical;
+  return sql`SELECT version, revision FROM (
+    ${physical}
+    UNION ALL (SELECT version, revision FROM changes WHERE ${sameKey} ORDER BY version DESC OFFSET ${historyLimit - 1} LIMIT 1)
+  ) AS candidates ORDER BY version DESC LIMIT 1`;
+}

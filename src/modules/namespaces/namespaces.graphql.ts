@@ -69,7 +69,7 @@ const NamespaceRef = builder.objectRef<NamespaceSettings>('Namespace').implement
     historyLimit: t.exposeInt('historyLimit', {
       nullable: true,
       description:
-        'How many versions of each key are kept; older ones are compacted in the background, and asking for them is REVISION_COMPACTED. null: all are kept',
+        'How many versions of each key are kept: history, time travel and restoreEntry show only the newest this many at once (asking for an older one is REVISION_COMPACTED), and the older ones are removed in the background. null: all are kept',
     }),
     createdAt: t.expose('createdAt', { type: 'DateTime', description: 'When it was created' }),
     entryCount: t.int({
@@ -128,7 +128,9 @@ const UpdateNamespaceInput = builder.inputType('UpdateNamespaceInput', {
       description: 'A JSON Schema (draft 2020-12) for values written from now on; stored values are not checked again',
     }),
     ...settingFields(t),
-    historyLimit: t.int({ description: 'Versions kept per key, 1 or more; older ones are compacted in the background' }),
+    historyLimit: t.int({
+      description: 'Versions kept per key, 1 or more; reads honour a new limit at once, older versions are removed in the background',
+    }),
   }),
 });
 
