@@ -15,7 +15,7 @@ import { AuditLog } from './modules/audit/audit.service.js';
 import { CommitService } from './modules/entries/entries.commit.js';
 import { EntryMaintenance } from './modules/entries/entries.maintenance.js';
 import { ValuePolicy } from './modules/entries/entries.policy.js';
-import { EntriesService, type EntryChange } from './modules/entries/entries.service.js';
+import { EntriesService } from './modules/entries/entries.service.js';
 import { entryChangedSharing } from './modules/entries/entries.sharing.js';
 import { EntryWatcher } from './modules/entries/entries.watch.js';
 import { ErrorsService } from './modules/errors/errors.service.js';
@@ -31,6 +31,8 @@ import { createMetrics, type MetricsOptions } from './observability/metrics.js';
 import { SharedSubscriptions } from './transport/fanout.js';
 import { createGatewayYoga, createHttpServer } from './transport/http.js';
 import { serveWebSockets } from './transport/websocket.js';
+import { DEFAULT_ACTIVE_WINDOW_SECONDS } from './domain/values.js';
+import type { EntryChange } from './modules/entries/entries.model.js';
 
 export interface AppOptions {
   database: DatabaseHandle;
@@ -129,7 +131,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   const processes = database.broadcast ? new ProcessRegistry(database, logger) : undefined;
   await processes?.join();
   const bus = new EventBus(database.broadcast, logger, processes);
-  const { services, feeds } = createServices(database, bus, logger, options.activeWindowSeconds ?? 300, cipher);
+  const { services, feeds } = createServices(database, bus, logger, options.activeWindowSeconds ?? DEFAULT_ACTIVE_WINDOW_SECONDS, cipher);
   const maintenance = new EntryMaintenance(database, bus);
   const jobs = new PeriodicJobs(logger);
   if (options.maintenance !== false) {

@@ -7,6 +7,7 @@ import { checkAgentId, checkLabel, checkNamespace } from '../../domain/names.js'
 import type { EventBus } from '../../events/bus.js';
 import { publishTopic, subscribeTopic, topic } from '../../events/topics.js';
 import type { ConfigService } from '../tenants/config.service.js';
+import { encodeSmallJson } from '../../domain/values.js';
 
 export type AgentStatus = 'STARTING' | 'IDLE' | 'BUSY' | 'ERROR' | 'STOPPED';
 
@@ -91,8 +92,7 @@ export class AgentsService {
 
   /** An agent reports for itself: its status, and whatever it wants the fleet to see. */
   async heartbeat(tenantId: string, agentId: string, input: { status: AgentStatus; data?: unknown }): Promise<Agent> {
-    const data = input.data === undefined || input.data === null ? null : JSON.stringify(input.data);
-    if (data !== null && data.length > 65_536) throw badInput('data', 'data must be at most 64 KiB');
+    const data = input.data === undefined || input.data === null ? null : encodeSmallJson(input.data, 'data');
     const [row] = await this.database.rows<AgentRow>(sql`
       UPDATE agents SET status = ${input.status}, last_heartbeat_at = now(), heartbeat = ${data}::jsonb
       WHERE tenant_id = ${tenantId} AND id = ${agentId} RETURNING *`);
@@ -116,8 +116,7 @@ export class AgentsService {
     const type = checkLabel(input.type, 'type', 100);
     const capabilities = checkList(input.capabilities, 'capabilities', (value, field) => checkLabel(value, field, 100));
     const stateNamespaces = checkList(input.stateNamespaces, 'stateNamespaces', checkNamespace);
-    const metadata = input.metadata === undefined || input.metadata === null ? null : JSON.stringify(input.metadata);
-    if (metadata !== null && metadata.length > 65_536) throw badInput('metadata', 'metadata must be at most 64 KiB');
+    const metadata = input.metadata === undefined || input.metadata === null ? null : encodeSmallJson(input.metadata, 'metadata');
     const token = generateToken();
     // The agent and its token in one statement: both or neither.
     const [row] = await this.database.rows<AgentRow>(sql`

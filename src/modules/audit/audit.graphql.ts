@@ -16,6 +16,7 @@ import { contractError } from '../../graphql/errors.js';
 import { Role } from '../tokens/tokens.graphql.js';
 import type { AuditEvent } from './audit.service.js';
 import { refusedTo } from '../../graphql/refusals.js';
+import { GLOBAL_SCOPE } from '../../domain/names.js';
 
 const AuditOutcomeEnum = builder.enumType('AuditOutcome', {
   description: 'How an audited operation ended',
@@ -79,7 +80,7 @@ function targetOfArguments(args: Record<string, unknown>): string | null {
   }
   const place = [
     input.namespace ?? input.name,
-    input.key === undefined ? undefined : (input.scope ?? 'global'),
+    input.key === undefined ? undefined : (input.scope ?? GLOBAL_SCOPE),
     input.key,
     input.agentId,
     input.id,

@@ -4,6 +4,7 @@ import type { DatabaseHandle } from '../../db/client.js';
 import { badInput, StatehouseError } from '../../domain/errors.js';
 import { isSealed, ValueCipher } from '../../domain/value-cipher.js';
 import { type ConfigService, defaultConfig, type TenantConfig } from '../tenants/config.service.js';
+import { DEFAULT_ACTIVE_WINDOW_SECONDS } from '../../domain/values.js';
 
 /** A written value as the quota check measures it: its place and its JSON text. */
 export interface QuotaWrite {
@@ -29,7 +30,7 @@ export class ValuePolicy {
   }
 
   async limits(tenantId: string): Promise<TenantConfig['limits']> {
-    return this.config ? (await this.config.get(tenantId)).limits : defaultConfig(300).limits;
+    return this.config ? (await this.config.get(tenantId)).limits : defaultConfig(DEFAULT_ACTIVE_WINDOW_SECONDS).limits;
   }
 
   /** The JSON text to store for a value written at a place: sealed in a sensitive namespace. */

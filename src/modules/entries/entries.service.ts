@@ -16,57 +16,21 @@ import {
   CURRENT_REVISION,
   ENTRY_COLUMNS,
   type EntryRow,
-  encodeValue,
   keyLock,
   keyRange,
   LIVE,
-  MAX_TTL_SECONDS,
   positionCondition,
   toChange,
   toEntry,
   WATERMARK,
 } from './entries.sql.js';
-export interface Entry {
-  namespace: string;
-  scope: string;
-  key: string;
-  value: unknown;
-  version: number;
-  revision: string;
-  createdAt: Date;
-  updatedAt: Date;
-  updatedBy: string | null;
-  expiresAt: Date | null;
-}
+import { encodeValue, MAX_TTL_SECONDS } from '../../domain/values.js';
+import type { ChangeOp, Entry, EntryAddress, EntryChange, EntryVersion, Page } from './entries.model.js';
 
-export type ChangeOp = 'SET' | 'DELETE' | 'EXPIRE';
-
-export interface EntryChange {
-  revision: string;
-  op: ChangeOp;
-  namespace: string;
-  scope: string;
-  key: string;
-  version: number;
-  value: unknown;
-  at: Date;
-  actor: string | null;
-}
-
-/** One version of an entry, as `entryHistory` lists it (GraphQL leaves out the address it shares). */
-export type EntryVersion = EntryChange;
-
-export interface Page<T> {
-  nodes: T[];
-  pageInfo: { hasNextPage: boolean; endCursor: string | null };
-}
-
-export interface EntryAddress {
-  namespace: string;
-  key: string;
-  scope?: string | null;
-}
-
+/**
+ * Entries and their change log. Every write is one SQL statement (one round trip, one
+ * transaction) that checks the version, writes the entry and appends its change.
+ */
 export class EntriesService {
   /** The newest revision each tenant is known to have committed (from change notices). */
   private readonly committed = new Map<string, bigint>();

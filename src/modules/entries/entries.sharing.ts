@@ -6,8 +6,9 @@ import { isSealed } from '../../domain/value-cipher.js';
 import type { EventBus } from '../../events/bus.js';
 import { type ChangeFeeds, type LogPosition, positionOf } from '../../events/change-feed.js';
 import type { ShareableField, SharedStream } from '../../events/shared-stream.js';
-import type { EntriesService, EntryChange } from './entries.service.js';
+import type { EntriesService } from './entries.service.js';
 import type { WatchEvent } from './entries.watch.js';
+import type { EntryChange } from './entries.model.js';
 
 const REPLAY_PAGE = 500;
 

@@ -1,11 +1,8 @@
 import { type SQL, sql } from 'drizzle-orm';
-import { badInput, payloadTooLarge } from '../../domain/errors.js';
 import type { LogPosition } from '../../events/change-feed.js';
-import type { Entry, EntryChange } from './entries.service.js';
+import type { Entry, EntryChange } from './entries.model.js';
 
-/** SQL fragments, row shapes and value encoding shared by the entry services. */
-export const MAX_VALUE_BYTES = 1_048_576;
-export const MAX_TTL_SECONDS = 10 * 365 * 24 * 3600;
+/** SQL fragments and row shapes shared by the entry services. */
 
 export interface EntryRow {
   namespace: string;
@@ -35,16 +32,14 @@ export const CURRENT_REVISION = sql.raw('pg_current_xact_id()::text::bigint');
  * Writers of one key take its lock before their transaction id exists, so a later writer of the
  * key always gets a larger revision (its id is assigned only once the earlier one has committed).
  * A row lock alone would not do: the id could be assigned before waiting for it.
+ *
+ * It also reads the clock once the lock is held, for `updatedAt` and the change's `at`: a key's
+ * later version then never carries an earlier time (now() is when the statement started, which may
+ * be before it waited for the lock), so `entry(asOf)` finds the right version.
  */
 export const keyLock = (tenantId: string, namespace: string, scope: string, key: string) =>
   sql`SELECT pg_advisory_xact_lock_shared(hashtextextended(${tenantLockName(tenantId)}, 0)),
              pg_advisory_xact_lock(hashtextextended(${lockName(tenantId, namespace, scope, key)}, 0)), clock_timestamp() AS at`;
-
-/**
- * `keyLock` also reads the clock once the lock is held, for `updatedAt` and the change's `at`: a key's
- * later version then never carries an earlier time (now() is when the statement started, which may
- * be before it waited for the lock), so `entry(asOf)` finds the right version.
- */
 
 /**
  * Every writer also holds its tenant's lock in shared mode; an import takes it exclusively, so it
@@ -90,33 +85,6 @@ export const toEntry = (row: EntryRow): Entry => ({
 
 export const toChange = (row: ChangeRow): EntryChange => ({ ...row, at: new Date(row.at) });
 
-/** PostgreSQL's jsonb cannot hold U+0000 in a string or key. */
-function holdsNul(value: unknown): boolean {
-  if (typeof value === 'string') return value.includes('\u0000');
-  if (Array.isArray(value)) return value.some(holdsNul);
-  if (value !== null && typeof value === 'object')
-    return Object.entries(value).some(([key, inner]) => key.includes('\u0000') || holdsNul(inner));
-  return false;
-}
-
-/** A number JSON cannot write (beyond double range, e.g. the literal 1e309): JSON.stringify would make it null. */
-function holdsNonFinite(value: unknown): boolean {
-  if (typeof value === 'number') return !Number.isFinite(value);
-  if (Array.isArray(value)) return value.some(holdsNonFinite);
-  if (value !== null && typeof value === 'object') return Object.values(value).some(holdsNonFinite);
-  return false;
-}
-
-/** The JSON text of a value, refused when over the size limit (the tenant's `maxValueBytes`) or not storable. */
-export function encodeValue(value: unknown, field: string, limit = MAX_VALUE_BYTES): string {
-  const text = JSON.stringify(value);
-  if (text === undefined) throw badInput(field, `${field} must be a JSON value`);
-  if (text.includes('null') && holdsNonFinite(value)) throw badInput(field, `${field} holds a number beyond the range of JSON numbers`);
-  if (text.includes('\\u0000') && holdsNul(value)) throw badInput(field, `${field} may not contain the character U+0000`);
-  if (Buffer.byteLength(text) > limit) throw payloadTooLarge(field, limit);
-  return text;
-}
-
 export function keyRange(prefix: string): { from: string; to: string | null } {
   // In byte order (collation "C"), the keys that start with `prefix` lie in [prefix, successor).
   const codePoints = [...prefix].map((c) => c.codePointAt(0) ?? 0);
@@ -130,8 +98,3 @@ export function keyRange(prefix: string): { from: string; to: string | null } {
   }
   return { from: prefix, to: null };
 }
-
-/**
- * Entries and their change log. Every write is one SQL statement (one round trip, one
- * transaction) that checks the version, writes the entry and appends its change.
- */

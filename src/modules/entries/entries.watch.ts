@@ -5,7 +5,8 @@ import { mayRevoke, revocation } from '../../auth/revocation.js';
 import type { StatehouseError } from '../../domain/errors.js';
 import type { EventBus } from '../../events/bus.js';
 import { type ChangeFeeds, type LogPosition, positionOf } from '../../events/change-feed.js';
-import type { EntriesService, EntryChange } from './entries.service.js';
+import type { EntriesService } from './entries.service.js';
+import type { EntryChange } from './entries.model.js';
 
 export interface WatchFilter {
   namespace?: string | null;

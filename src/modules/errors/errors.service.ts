@@ -5,8 +5,8 @@ import { checkLabel } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
 import type { ConfigService } from '../tenants/config.service.js';
 import { publishTopic, subscribeTopic, topic } from '../../events/topics.js';
-import { encodeValue } from '../entries/entries.sql.js';
 import { fingerprint } from './fingerprint.js';
+import { encodeValue, encodeSmallJson } from '../../domain/values.js';
 
 export interface ReportErrorInput {
   type: string;
@@ -31,7 +31,6 @@ export const ERROR_REPORTED = topic<ErrorPattern>('errorReported');
 /** Occurrences are counted this far back when no `since` is given (API contract §5). */
 export const DEFAULT_ERROR_WINDOW_HOURS = 24;
 export const MAX_MESSAGE_LENGTH = 10_000;
-const MAX_CONTEXT_BYTES = 65_536;
 /** The most patterns one `errorPatterns` answers, most frequent first. */
 export const MAX_PATTERNS = 1_000;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
@@ -119,9 +118,7 @@ export class ErrorsService {
     const message = checkMessage(input.message);
     let context: string | null = null;
     if (input.context !== null && input.context !== undefined) {
-      context = encodeValue(input.context, 'context');
-      if (Buffer.byteLength(context) > MAX_CONTEXT_BYTES)
-        throw badInput('context', `context must be at most ${MAX_CONTEXT_BYTES} bytes as JSON`);
+      context = encodeSmallJson(input.context, 'context');
     }
     const since = windowStart(null);
     // The statement's snapshot does not see its own occurrence: it is added to what was there.

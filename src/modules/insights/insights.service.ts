@@ -4,7 +4,7 @@ import { badInput, notFound } from '../../domain/errors.js';
 import { checkFirst, checkLabel } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
 import { publishTopic, subscribeTopic, topic } from '../../events/topics.js';
-import { encodeValue } from '../entries/entries.sql.js';
+import { encodeValue, encodeSmallJson } from '../../domain/values.js';
 
 /** In rising order, as the PostgreSQL enum `priority` declares them (so `>=` compares ranks). */
 export const PRIORITIES = ['LOW', 'MEDIUM', 'HIGH', 'CRITICAL'] as const;
@@ -27,7 +27,6 @@ export interface AddInsightInput {
 }
 
 export const INSIGHT_ADDED = topic<Insight>('insightAdded');
-const MAX_CONTENT_BYTES = 65_536;
 /** Insight ids are bigint identities: at most 19 digits. */
 const ID = /^[1-9]\d{0,18}$/;
 
@@ -73,9 +72,7 @@ export class InsightsService {
   async add(tenantId: string, sourceAgentId: string | null, input: AddInsightInput): Promise<Insight> {
     const type = checkLabel(input.type, 'type', 100);
     if (input.content === null || input.content === undefined) throw badInput('content', 'content is required');
-    const content = encodeValue(input.content, 'content');
-    if (Buffer.byteLength(content) > MAX_CONTENT_BYTES)
-      throw badInput('content', `content must be at most ${MAX_CONTENT_BYTES} bytes as JSON`);
+    const content = encodeSmallJson(input.content, 'content');
     const priority = input.priority ?? 'MEDIUM';
     if (!PRIORITIES.includes(priority)) throw badInput('priority', `priority must be one of ${PRIORITIES.join(', ')}`);
     const [row] = await this.database.rows<InsightRow>(sql`

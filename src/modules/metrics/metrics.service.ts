@@ -5,8 +5,8 @@ import { badInput, StatehouseError } from '../../domain/errors.js';
 import { checkAgentId, checkLabel } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
 import { publishTopic, subscribeTopic, topic } from '../../events/topics.js';
-import { encodeValue } from '../entries/entries.sql.js';
 import type { ConfigService } from '../tenants/config.service.js';
+import { encodeValue } from '../../domain/values.js';
 
 export interface MetricInput {
   name: string;

@@ -6,6 +6,7 @@ import { badInput, notFound } from '../../domain/errors.js';
 import { checkSchema, validateValue } from '../../domain/json-schema.js';
 import { checkAgentId, checkNamespace } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
+import { MAX_TTL_SECONDS } from '../../domain/values.js';
 
 export interface NamespaceInput {
   name: string;
@@ -24,8 +25,6 @@ export interface AccessGrant {
   permission: Permission;
   grantedAt: Date;
 }
-
-const MAX_TTL_SECONDS = 10 * 365 * 24 * 3600;
 
 /** The namespaces every tenant has (API contract §2, rules 1 and 2). */
 export const BUILT_IN_NAMESPACES = [

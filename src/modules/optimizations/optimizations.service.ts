@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../../db/client.js';
 import { badInput } from '../../domain/errors.js';
 import { checkLabel } from '../../domain/names.js';
-import { encodeValue } from '../entries/entries.sql.js';
+import { encodeValue, encodeSmallJson } from '../../domain/values.js';
 
 export interface OptimizationRecord {
   id: string;
@@ -23,7 +23,6 @@ export interface RecordOptimizationInput {
   success: boolean;
 }
 
-const MAX_STATE_BYTES = 65_536;
 const MAX_DESCRIPTION_LENGTH = 2_000;
 /** The most records one `optimizations` answers, newest first. */
 export const MAX_OPTIMIZATIONS = 1_000;
@@ -55,9 +54,7 @@ const toRecord = (row: OptimizationRow): OptimizationRecord => ({
 
 function encodeState(value: unknown, field: string): string | null {
   if (value === null || value === undefined) return null;
-  const text = encodeValue(value, field);
-  if (Buffer.byteLength(text) > MAX_STATE_BYTES) throw badInput(field, `${field} must be at most ${MAX_STATE_BYTES} bytes as JSON`);
-  return text;
+  return encodeSmallJson(value, field);
 }
 
 /** What agents tried to improve, with the state before and after and whether it worked. */

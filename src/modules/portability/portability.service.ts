@@ -4,10 +4,11 @@ import { actorOf, type Principal } from '../../auth/principal.js';
 import type { DatabaseHandle } from '../../db/client.js';
 import { badInput, StatehouseError } from '../../domain/errors.js';
 import { checkSchema, validateValue } from '../../domain/json-schema.js';
-import { checkKey, checkNamespace, checkScope } from '../../domain/names.js';
+import { checkKey, checkNamespace, checkScope, GLOBAL_SCOPE } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
 import { ValuePolicy } from '../entries/entries.policy.js';
-import { CURRENT_REVISION, encodeValue, MAX_TTL_SECONDS, tenantLockName } from '../entries/entries.sql.js';
+import { CURRENT_REVISION, tenantLockName } from '../entries/entries.sql.js';
+import { encodeValue, MAX_TTL_SECONDS } from '../../domain/values.js';
 
 export const EXPORT_FORMAT = 'statehouse-export';
 
@@ -221,7 +222,7 @@ export class PortabilityService {
         entries: entries.flatMap((entry: unknown, entryIndex: number) => {
           const where = `${at}.entries[${entryIndex}]`;
           if (!isObject(entry)) throw badInput(where, `${where} must be an object`);
-          const scope = checkScope(String(entry.scope ?? 'global'), `${where}.scope`);
+          const scope = checkScope(String(entry.scope ?? GLOBAL_SCOPE), `${where}.scope`);
           const key = checkKey(String(entry.key ?? ''), `${where}.key`);
           if (keys.has(`${scope}\u001f${key}`)) throw badInput(`${where}.key`, `${scope}/${key} appears twice in ${name}`);
           keys.add(`${scope}\u001f${key}`);

@@ -1,9 +1,10 @@
 import { SYSTEM } from '../../auth/access.js';
 import { builder } from '../../graphql/builder.js';
 import type { SystemOverview } from './system.service.js';
+import { GLOBAL_SCOPE } from '../../domain/names.js';
 
 /** The system state lives in an ordinary entry, so the access rule and the change feed apply to it. */
-const STATE = { namespace: SYSTEM, key: 'state', scope: 'global' };
+const STATE = { namespace: SYSTEM, key: 'state', scope: GLOBAL_SCOPE };
 
 const SystemOverviewRef = builder.objectRef<SystemOverview>('SystemOverview').implement({
   description: "The fleet's vital signs in one query",
