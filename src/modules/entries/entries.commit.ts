@@ -7,7 +7,7 @@ import { validateValue } from '../../domain/json-schema.js';
 import { checkKey, checkNamespace, checkScope, GLOBAL_SCOPE } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
 import { ValuePolicy } from './entries.policy.js';
-import { CURRENT_REVISION, ENTRY_COLUMNS, type EntryRow, lockName, tenantLockName, toEntry } from './entries.sql.js';
+import { CURRENT_REVISION, ENTRY_COLUMNS, type EntryRow, lockName, tenantLockName, toEntry } from './entries.store.js';
 import { encodeValue, MAX_TTL_SECONDS } from '../../domain/values.js';
 import type { Entry, EntryAddress } from './entries.model.js';
 
