@@ -8,6 +8,8 @@ import type { EventBus } from '../../events/bus.js';
 import { publishTopic, subscribeTopic, topic } from '../../events/topics.js';
 import type { ConfigService } from '../tenants/config.service.js';
 import { encodeSmallJson } from '../../domain/values.js';
+import type { RawRow } from '../../db/rows.js';
+import type { agents } from '../../db/schema.js';
 
 export type AgentStatus = 'STARTING' | 'IDLE' | 'BUSY' | 'ERROR' | 'STOPPED';
 
@@ -33,18 +35,10 @@ export interface RegisterAgentInput {
   metadata?: unknown;
 }
 
-interface AgentRow {
-  id: string;
-  name: string;
-  type: string;
-  capabilities: string[];
-  state_namespaces: string[];
-  status: AgentStatus;
-  last_heartbeat_at: string | null;
-  heartbeat: unknown;
-  metadata: unknown;
-  registered_at: string;
-}
+type AgentRow = Pick<
+  RawRow<typeof agents>,
+  'id' | 'name' | 'type' | 'capabilities' | 'state_namespaces' | 'status' | 'last_heartbeat_at' | 'heartbeat' | 'metadata' | 'registered_at'
+>;
 
 const toAgent = (row: AgentRow): Agent => ({
   id: row.id,

@@ -2,6 +2,8 @@ import { type SQL, sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../../db/client.js';
 import type { LogPosition } from '../../events/change-feed.js';
 import type { ChangeOp, Entry, EntryChange } from './entries.model.js';
+import type { RawRow } from '../../db/rows.js';
+import type { changes, entries } from '../../db/schema.js';
 
 /*
  * The entries' SQL and row mapping: the EntriesStore's statements, and the fragments and row shapes
@@ -9,21 +11,17 @@ import type { ChangeOp, Entry, EntryChange } from './entries.model.js';
  * EntriesService's.
  */
 
-export interface EntryRow {
-  namespace: string;
-  scope: string;
-  key: string;
-  value: unknown;
-  version: number;
-  revision: string;
-  created_at: string;
-  updated_at: string;
-  updated_by: string | null;
-  expires_at: string | null;
-}
+/** An entry as its statements select it (ENTRY_COLUMNS). */
+export type EntryRow = Pick<
+  RawRow<typeof entries>,
+  'namespace' | 'scope' | 'key' | 'value' | 'version' | 'revision' | 'created_at' | 'updated_at' | 'updated_by' | 'expires_at'
+>;
 
 /** A change as the driver returns it: times as text. */
-export type ChangeRow = Omit<EntryChange, 'at'> & { at: string };
+export type ChangeRow = Pick<
+  RawRow<typeof changes>,
+  'revision' | 'op' | 'namespace' | 'scope' | 'key' | 'version' | 'value' | 'actor' | 'at'
+>;
 
 export const ENTRY_COLUMNS = sql.raw(
   'namespace, scope, key, value, version, revision::text AS revision, created_at, updated_at, updated_by, expires_at',

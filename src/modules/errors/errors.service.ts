@@ -7,6 +7,8 @@ import type { ConfigService } from '../tenants/config.service.js';
 import { publishTopic, subscribeTopic, topic } from '../../events/topics.js';
 import { fingerprint } from './fingerprint.js';
 import { encodeValue, encodeSmallJson } from '../../domain/values.js';
+import type { RawRow } from '../../db/rows.js';
+import type { errorPatterns } from '../../db/schema.js';
 
 export interface ReportErrorInput {
   type: string;
@@ -35,16 +37,14 @@ export const MAX_MESSAGE_LENGTH = 10_000;
 export const MAX_PATTERNS = 1_000;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
-interface PatternRow {
-  id: string;
-  type: string;
-  fingerprint: string;
-  sample_message: string;
+/** A pattern as its statements select it: the table's columns, with its occurrences counted in a window. */
+type PatternRow = Pick<
+  RawRow<typeof errorPatterns>,
+  'id' | 'type' | 'fingerprint' | 'sample_message' | 'first_seen_at' | 'last_seen_at'
+> & {
   count: number;
-  first_seen_at: string | Date;
-  last_seen_at: string | Date;
   agent_ids: string[] | null;
-}
+};
 
 const toPattern = (row: PatternRow): ErrorPattern => ({
   id: row.id,

@@ -5,6 +5,8 @@ import { checkFirst, checkLabel } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
 import { publishTopic, subscribeTopic, topic } from '../../events/topics.js';
 import { encodeValue, encodeSmallJson } from '../../domain/values.js';
+import type { RawRow } from '../../db/rows.js';
+import type { insights } from '../../db/schema.js';
 
 /** In rising order, as the PostgreSQL enum `priority` declares them (so `>=` compares ranks). */
 export const PRIORITIES = ['LOW', 'MEDIUM', 'HIGH', 'CRITICAL'] as const;
@@ -30,15 +32,10 @@ export const INSIGHT_ADDED = topic<Insight>('insightAdded');
 /** Insight ids are bigint identities: at most 19 digits. */
 const ID = /^[1-9]\d{0,18}$/;
 
-interface InsightRow {
-  id: string;
-  type: string;
-  content: unknown;
-  priority: Priority;
-  source_agent_id: string | null;
-  created_at: string | Date;
-  acted_upon_at: string | Date | null;
-}
+type InsightRow = Pick<
+  RawRow<typeof insights>,
+  'id' | 'type' | 'content' | 'priority' | 'source_agent_id' | 'created_at' | 'acted_upon_at'
+>;
 
 const COLUMNS = sql.raw('id::text AS id, type, content, priority, source_agent_id, created_at, acted_upon_at');
 

@@ -3,6 +3,8 @@ import type { DatabaseHandle } from '../../db/client.js';
 import { badInput } from '../../domain/errors.js';
 import { checkLabel } from '../../domain/names.js';
 import { encodeValue, encodeSmallJson } from '../../domain/values.js';
+import type { RawRow } from '../../db/rows.js';
+import type { optimizations } from '../../db/schema.js';
 
 export interface OptimizationRecord {
   id: string;
@@ -28,16 +30,10 @@ const MAX_DESCRIPTION_LENGTH = 2_000;
 export const MAX_OPTIMIZATIONS = 1_000;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
-interface OptimizationRow {
-  id: string;
-  type: string;
-  description: string | null;
-  before: unknown;
-  after: unknown;
-  success: boolean;
-  source_agent_id: string | null;
-  at: string | Date;
-}
+type OptimizationRow = Pick<
+  RawRow<typeof optimizations>,
+  'id' | 'type' | 'description' | 'before' | 'after' | 'success' | 'source_agent_id' | 'at'
+>;
 
 const COLUMNS = sql.raw('id::text AS id, type, description, before, after, success, source_agent_id, at');
 
