@@ -19,7 +19,7 @@ const MAX_CHUNK_BYTES = 6_000;
  * a NOTIFY. Unlike the change log these are not replayable: a subscriber hears what happens while
  * it is subscribed.
  */
-export function publishTopic<T>(bus: EventBus, tenantId: string, { name }: Topic<T>, items: readonly T[]): void {
+export function publishTopic<T>(bus: Pick<EventBus, 'publish'>, tenantId: string, { name }: Topic<T>, items: readonly T[]): void {
   let chunk: T[] = [];
   let size = 0;
   for (const item of items) {
@@ -37,7 +37,7 @@ export function publishTopic<T>(bus: EventBus, tenantId: string, { name }: Topic
 
 /** The items of one tenant's topic that pass `filter`, as they are published, until the consumer stops. */
 export function subscribeTopic<T>(
-  bus: EventBus,
+  bus: Pick<EventBus, 'on'>,
   tenantId: string,
   { name }: Topic<T>,
   filter: (item: T) => boolean = () => true,

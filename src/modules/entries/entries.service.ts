@@ -1,6 +1,6 @@
 import type { AccessService, NamespaceSettings } from '../../auth/access.js';
 import { actorOf, type Principal } from '../../auth/principal.js';
-import { type DatabaseHandle, sqlState } from '../../db/client.js';
+import { type Statements, sqlState } from '../../db/client.js';
 import { decodeCursor, encodeCursor, isRevision } from '../../domain/cursor.js';
 import { badInput, notFound, payloadTooLarge, revisionCompacted, versionConflict } from '../../domain/errors.js';
 import { validateValue } from '../../domain/json-schema.js';
@@ -9,7 +9,7 @@ import type { EventBus } from '../../events/bus.js';
 import type { LogPosition } from '../../events/change-feed.js';
 import { encodeValue, MAX_TTL_SECONDS } from '../../domain/values.js';
 import type { Entry, EntryAddress, EntryChange, EntryVersion, Page } from './entries.model.js';
-import { ValuePolicy } from './entries.policy.js';
+import type { ValuePolicy } from './entries.policy.js';
 import { type EntryAt, EntriesStore, keyRange, type ValueWrite, valueWrites } from './entries.store.js';
 
 /**
@@ -22,10 +22,10 @@ export class EntriesService {
   private readonly store: EntriesStore;
 
   constructor(
-    database: DatabaseHandle,
-    private readonly access: AccessService,
-    private readonly bus: EventBus,
-    private readonly policy = new ValuePolicy(),
+    database: Statements,
+    private readonly access: Pick<AccessService, 'namespace' | 'namespaces'>,
+    private readonly bus: Pick<EventBus, 'publish' | 'on'>,
+    private readonly policy: ValuePolicy,
   ) {
     this.store = new EntriesStore(database);
     bus.on((event) => {

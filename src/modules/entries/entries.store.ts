@@ -1,5 +1,5 @@
 import { type SQL, sql } from 'drizzle-orm';
-import type { DatabaseHandle } from '../../db/client.js';
+import type { Statements } from '../../db/client.js';
 import type { LogPosition } from '../../events/change-feed.js';
 import type { ChangeOp, Entry, EntryChange } from './entries.model.js';
 import type { RawRow } from '../../db/rows.js';
@@ -172,7 +172,7 @@ export class EntriesStore {
   /** The point read, the hottest query: compiled once. */
   private readonly liveEntry: (at: { tenantId: string } & EntryAt) => Promise<EntryRow[]>;
 
-  constructor(private readonly database: DatabaseHandle) {
+  constructor(private readonly database: Statements) {
     this.liveEntry = database.prepare<EntryRow>(sql`
       SELECT ${ENTRY_COLUMNS} FROM entries
       WHERE tenant_id = ${sql.placeholder('tenantId')} AND namespace = ${sql.placeholder('namespace')}

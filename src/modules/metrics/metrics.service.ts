@@ -134,10 +134,10 @@ function checkPoint(metric: MetricInput, now: number, retentionHours: number) {
 /** Metric points reported by agents; summaries and series are aggregated in SQL. */
 export class MetricsService {
   constructor(
-    private readonly database: DatabaseHandle,
-    private readonly access: AccessService,
-    private readonly config: ConfigService,
-    private readonly bus: EventBus,
+    private readonly database: Pick<DatabaseHandle, 'rows'>,
+    private readonly access: Pick<AccessService, 'agentExists'>,
+    private readonly config: Pick<ConfigService, 'get'>,
+    private readonly bus: Pick<EventBus, 'publish' | 'on'>,
   ) {}
 
   /**

@@ -6,7 +6,7 @@ import { badInput, StatehouseError } from '../../domain/errors.js';
 import { checkSchema, validateValue } from '../../domain/json-schema.js';
 import { checkKey, checkNamespace, checkScope, GLOBAL_SCOPE } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
-import { ValuePolicy } from '../entries/entries.policy.js';
+import type { ValuePolicy } from '../entries/entries.policy.js';
 import { CURRENT_REVISION, tenantLockName } from '../entries/entries.store.js';
 import { encodeValue, MAX_TTL_SECONDS } from '../../domain/values.js';
 
@@ -52,7 +52,7 @@ export class PortabilityService {
     private readonly database: DatabaseHandle,
     private readonly access: AccessService,
     private readonly bus: EventBus,
-    private readonly policy = new ValuePolicy(),
+    private readonly policy: ValuePolicy,
   ) {}
 
   async export(tenantId: string, names: readonly string[] | null | undefined): Promise<Export> {
