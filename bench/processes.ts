@@ -29,7 +29,7 @@ const CLOCK_TICKS = 100;
 const LISTEN_LINE = /http:\/\/127\.0\.0\.1:(\d+)\/graphql/;
 
 /**
- * Spawns `node --import tsx <script>` in the repository root and waits for the line that names its
+ * Spawns `node --import tsx <script>` (`node`: this process's Node.js unless given) in the repository root and waits for the line that names its
  * URL. `stdin` stays open as a pipe: the bare server exits when it closes.
  */
 export async function startServer(
@@ -38,11 +38,12 @@ export async function startServer(
   env: Record<string, string | undefined>,
   nodeArgs: string[] = [],
   timeoutMs = 90_000,
+  node = process.execPath,
 ): Promise<ServerProcess> {
   const childEnv: NodeJS.ProcessEnv = { ...process.env };
   for (const key of ['DATABASE_URL', 'STATEHOUSE_DATA_DIR', 'STATEHOUSE_ADMIN_TOKEN', 'PORT', 'HOST', 'LOG_LEVEL']) delete childEnv[key];
   for (const [key, value] of Object.entries(env)) if (value !== undefined) childEnv[key] = value;
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', script], {
+  const child: ChildProcess = spawn(node, [...nodeArgs, '--import', 'tsx', script], {
     cwd: ROOT,
     env: childEnv,
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -105,12 +106,7 @@ export async function startServer(
       if (!match) throw new Error(`no VmRSS for ${name} (pid ${pid})`);
       return Number(match[1]) * 1024;
     },
-    cpuSeconds: () => {
-      // Fields after "pid (comm) ": state is the first, utime the 12th, stime the 13th; in clock ticks of 1/100 s.
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-    },
+    cpuSeconds: () => cpuSecondsOf(pid),
     tail: () => lines.join('\n'),
     stop: () => {
       stopping ??= (async () => {
@@ -124,4 +120,29 @@ export async function startServer(
       return stopping;
     },
   };
+}
+
+/**
+ * CPU time of a process and its running children (a gateway's worker processes), user and system,
+ * in seconds. Fields after "pid (comm) ": state is the first, utime the 12th, stime the 13th; in
+ * clock ticks of 1/100 s.
+ */
+function cpuSecondsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  let seconds = (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  let children: string[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+  } catch {
+    // No children file (an old kernel): the process alone.
+  }
+  for (const child of children) {
+    try {
+      seconds += cpuSecondsOf(Number(child));
+    } catch {
+      // A child that exited meanwhile.
+    }
+  }
+  return seconds;
 }

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import postgres from 'postgres';
 import { hostileDocuments } from './hostile.js';
+import { createRequests, nodeForPostGraphile, type PeerRequests, preparePostGraphileTables, readRequests } from './postgraphile.js';
 import { BenchFailure, httpLoad, loops, type Measurement } from './measure.js';
 import { ROOT, type ServerProcess, startServer } from './processes.js';
 import { formatTable, type ResultRow, type Report, withRatios, writeReport } from './report.js';
@@ -66,6 +67,8 @@ interface Options {
   idleSockets: number;
   /** Workload numbers to run (--only 1,4,8); undefined: all. */
   only?: Set<string>;
+  /** Statehouse's STATEHOUSE_WORKERS (--workers); CPU per operation then sums every worker. */
+  workers: number;
 }
 
 const USAGE = `usage: npm run bench [-- [--seconds N] [--connections 16,64] [--quick]]
@@ -78,6 +81,8 @@ const USAGE = `usage: npm run bench [-- [--seconds N] [--connections 16,64] [--q
                        and the bare server measured at the same time in 1-7, 9, 10, 11 (not comparable)
   --fanout-rate N      changes per second of the paced fan-out phase (default 10 for 1,000 subscribers;
                        --quick: 100 for 100 subscribers)
+  --workers N          Statehouse's worker processes (STATEHOUSE_WORKERS; default 1, as the bare
+                       server is one process; PostgreSQL only)
   --only LIST          only these workloads, e.g. --only 1,4 (for profiling; 11 compares with 1 and 4
                        only when they ran too)
 
@@ -93,6 +98,7 @@ function parseOptions(argv: string[], kind: 'postgres' | 'pglite'): Options {
       quick: { type: 'boolean', default: false },
       only: { type: 'string' },
       'fanout-rate': { type: 'string' },
+      workers: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -115,10 +121,15 @@ function parseOptions(argv: string[], kind: 'postgres' | 'pglite'): Options {
   const fanoutRate = values['fanout-rate'] === undefined ? (quick ? 100 : 10) : Number(values['fanout-rate']);
   if (!Number.isFinite(fanoutRate) || fanoutRate <= 0 || fanoutRate > 10_000)
     throw new UsageError(`--fanout-rate must be a positive number, got ${values['fanout-rate']}`);
+  const workers = values.workers === undefined ? 1 : Number(values.workers);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64)
+    throw new UsageError(`--workers must be an integer from 1 to 64, got ${values.workers}`);
+  if (workers > 1 && kind === 'pglite') throw new UsageError('--workers above 1 needs DATABASE_URL (PGlite serves one process)');
   return {
     seconds,
     connections,
     quick,
+    workers,
     targetsAtOnce: quick,
     warmupSeconds: quick ? 0 : 1,
     seedEntries: 10_000,
@@ -365,6 +376,7 @@ async function startStatehouse(state: State): Promise<void> {
       LOG_LEVEL: GATEWAY_LOG_LEVEL,
       STATEHOUSE_ADMIN_TOKEN: state.adminToken,
       STATEHOUSE_SHUTDOWN_GRACE_MS: '2000',
+      STATEHOUSE_WORKERS: String(state.options.workers),
       ...database,
     },
     nodeArgs,
@@ -774,6 +786,78 @@ async function hostileWorkload(state: State): Promise<void> {
 }
 
 /**
+ * 13: Statehouse against a peer, PostGraphile 5 (bench/postgraphile.ts), in the same run: workloads 1
+ * and 4 beside their PostGraphile equivalents, one target after the other, at each connection count.
+ * The `bare` column of these rows holds PostGraphile.
+ */
+async function peerWorkload(state: State): Promise<void> {
+  const skip = (why: string) => {
+    state.rows.push({ id: '13', workload: 'vs PostGraphile 5', connections: null, status: 'not implemented', note: why });
+    note(`13 PostGraphile 5: skipped (${why})`);
+  };
+  if (state.kind !== 'postgres') return skip('PostgreSQL only: PostGraphile needs a PostgreSQL server');
+  const node = nodeForPostGraphile();
+  if (!node) return skip('PostGraphile needs Node.js 22 or later: npm install --prefix .node --no-save node@24');
+  step('starting PostGraphile 5 (bench/postgraphile-server.ts) on tables of its own in the bench database');
+  await preparePostGraphileTables(limitDb(state));
+  const peer = await startServer(
+    'PostGraphile',
+    'bench/postgraphile-server.ts',
+    { PGL_DATABASE_URL: state.databaseUrl, GRAPHILE_ENV: 'production' },
+    [],
+    90_000,
+    node,
+  );
+  onCleanup('stop PostGraphile', () => peer.stop());
+  done(peer.url);
+  const seconds = state.options.seconds;
+  const pairs: [HttpWorkload, (tag: string) => PeerRequests<any>][] = [
+    [GROWTH_WORKLOADS[0] as HttpWorkload, createRequests],
+    [GROWTH_WORKLOADS[1] as HttpWorkload, () => readRequests()],
+  ];
+  const warmup = state.options.warmupSeconds;
+  if (warmup > 0) {
+    step(`warming up Statehouse and PostGraphile (1, 4 and their equivalents; ${warmup} s each)`);
+    for (const [workload, requestsFor] of pairs) {
+      await runHttp(state, workload, 'statehouse', state.options.connections[0] ?? 16, 'peer-warm', warmup);
+      await httpLoad({
+        url: peer.url,
+        headers: {},
+        connections: state.options.connections[0] ?? 16,
+        seconds: warmup,
+        ...requestsFor('pgl-warm'),
+      });
+    }
+    done();
+  }
+  for (const [workload, requestsFor] of pairs) {
+    for (const connections of state.options.connections) {
+      const requests = requestsFor(`pgl-c${connections}`);
+      const label = `13 ${workload.title} vs PostGraphile ${requests.title} · ${connections} connections`;
+      step(label);
+      const statehouse = await runHttp(state, workload, 'statehouse', connections, 'peer', seconds);
+      const cpuBefore = peer.cpuSeconds();
+      const loaded = await httpLoad({ url: peer.url, headers: {}, connections, seconds, ...requests }).catch((error: unknown) => {
+        if (!peer.alive()) throw new BenchFailure(`${label}: PostGraphile exited:\n${peer.tail()}`);
+        throw new BenchFailure(`${label}: PostGraphile: ${error instanceof Error ? error.message : String(error)}`);
+      });
+      const cpuMicrosPerOp = ((peer.cpuSeconds() - cpuBefore) * 1e6) / loaded.count;
+      const row = withRatios({
+        id: '13',
+        workload: `${workload.title} vs PostGraphile`,
+        connections,
+        status: 'ok',
+        statehouse,
+        bare: { ...loaded, extra: { cpuMicrosPerOp } },
+        note: `bare column: PostGraphile 5 ${requests.title} (Amber preset, change row by trigger)`,
+      });
+      state.rows.push(row);
+      done(`Statehouse ${brief(statehouse)}; PostGraphile ${brief(row.bare as Measurement)}; ${row.ratioBare?.toFixed(2)}×`);
+    }
+  }
+}
+
+/**
  * How many `grow-…` entries to add to a namespace holding `count`: up to the growth total, but at
  * least a tenth of it, for workload 4's reads to pick from — commits (workload 6) may already have
  * brought the table near the total.
@@ -882,7 +966,7 @@ async function main(): Promise<number> {
   onCleanup('close sockets', () => closeAllSockets());
   const backend = serverUrl ? `PostgreSQL (${new URL(serverUrl).host})` : 'PGlite (embedded)';
   note(
-    `Statehouse bench on ${backend}: ${options.seconds} s per run at ${options.connections.join(', ')} connections${options.quick ? ' (--quick)' : ''}`,
+    `Statehouse bench on ${backend}: ${options.seconds} s per run at ${options.connections.join(', ')} connections${options.quick ? ' (--quick)' : ''}${options.workers > 1 ? `, Statehouse in ${options.workers} worker processes` : ''}`,
   );
 
   let failure: string | undefined;
@@ -909,6 +993,7 @@ async function main(): Promise<number> {
     const baseRows = await requestWorkloads(state, requests, 'base', options.connections);
     if (wanted('8')) await fanoutWorkload(state);
     if (wanted('12')) await hostileWorkload(state);
+    if (wanted('13')) await peerWorkload(state);
     if (wanted('11')) await growth(state, baseRows);
   } catch (error) {
     const last = state.rows.at(-1);

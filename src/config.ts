@@ -1,5 +1,7 @@
 import { DEFAULT_ACTIVE_WINDOW_SECONDS } from './domain/values.js';
 /** The one place that reads process.env: a typed, validated configuration. */
+import { availableParallelism } from 'node:os';
+
 export interface Config {
   port: number;
   host: string;
@@ -14,6 +16,8 @@ export interface Config {
   logLevel: string;
   /** How long SIGTERM waits for in-flight requests before closing sockets anyway. */
   shutdownGraceMs: number;
+  /** Gateway processes on one port (node:cluster); 1 on the embedded database, which one process owns. */
+  workers: number;
   /** How often history beyond a namespace's historyLimit is removed (reads honour the limit at once). */
   compactIntervalMs: number;
   /** Browser origins allowed to call the API (CORS); empty: none, the default. */
@@ -71,8 +75,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (adminToken !== undefined && adminToken.length < 16) {
     throw new ConfigError('STATEHOUSE_ADMIN_TOKEN must be at least 16 characters');
   }
+  const workers = integer(env, 'STATEHOUSE_WORKERS', databaseUrl ? availableParallelism() : 1, 1, 256);
+  if (!databaseUrl && workers > 1) {
+    throw new ConfigError('STATEHOUSE_WORKERS must be 1 on the embedded database (one process owns it); set DATABASE_URL for more');
+  }
   return {
     port: integer(env, 'PORT', 4000, 0, 65535),
+    workers,
     host: env.HOST || '127.0.0.1',
     databaseUrl,
     dataDir: env.STATEHOUSE_DATA_DIR || './.statehouse/data',

@@ -1,8 +1,9 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildApp } from './app.js';
-import { ConfigError, loadConfig } from './config.js';
-import { openDatabase } from './db/client.js';
+import { announceListening, isWorker, runPrimary, workerMetrics } from './cluster.js';
+import { type Config, ConfigError, loadConfig } from './config.js';
+import { type DatabaseHandle, openDatabase } from './db/client.js';
 import { migrate } from './db/migrate.js';
 import { EventBus } from './events/bus.js';
 import { createLogger, type Logger } from './logger.js';
@@ -11,6 +12,8 @@ import { TokensService } from './modules/tokens/tokens.service.js';
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
+  if (isWorker()) return serve(config, logger.child({ worker: process.pid }), await openDatabase(config));
+
   const embedded = config.databaseUrl === undefined;
   const creating = embedded && !existsSync(join(config.dataDir, 'PG_VERSION'));
   logger.info(
@@ -34,7 +37,15 @@ async function main(): Promise<void> {
         `  Keep it safe, or set STATEHOUSE_ADMIN_TOKEN to choose your own.\n\n`,
     );
   }
+  if (config.workers === 1) return serve(config, logger, database);
+  // The workers open their own connections; this process only supervises them.
+  await database.close();
+  logger.info({ workers: config.workers }, `starting ${config.workers} worker processes`);
+  runPrimary(config.workers, logger);
+}
 
+/** One gateway process: the app on the database, until SIGTERM or SIGINT stops it gracefully. */
+async function serve(config: Config, logger: Logger, database: DatabaseHandle): Promise<void> {
   const app = await buildApp({
     database,
     logger,
@@ -44,12 +55,20 @@ async function main(): Promise<void> {
     corsOrigins: config.corsOrigins,
     introspection: config.introspection,
     graphiql: config.graphiql,
-    metrics: config.metrics && { operationNames: config.metricsOperationNames },
+    metrics: config.metrics && {
+      operationNames: config.metricsOperationNames,
+      cluster: isWorker() ? workerMetrics() : undefined,
+    },
     encryptionKey: config.encryptionKey,
     previousEncryptionKeys: config.previousEncryptionKeys,
   });
   const { url } = await app.start(config.port, config.host);
-  logger.info({ url }, `Statehouse is listening on ${url}`);
+  if (isWorker()) {
+    logger.info('worker listening');
+    announceListening(url);
+  } else {
+    logger.info({ url }, `Statehouse is listening on ${url}`);
+  }
 
   let stopping = false;
   const shutdown = async (signal: string) => {

@@ -1,5 +1,6 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -43,13 +44,24 @@ function stop(started: Started): Promise<number | null> {
   });
 }
 
-async function viewerRole(url: string, token: string): Promise<unknown> {
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-    body: JSON.stringify({ query: '{ viewer { role tenant } }' }),
+/** `{ viewer }` over a connection of its own (no keep-alive), so that a cluster may hand it to any worker. */
+function viewerRole(url: string, token: string, headers: Record<string, string> = {}): Promise<unknown> {
+  const body = JSON.stringify({ query: 'query WhoAmI { viewer { role tenant } }' });
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      url,
+      { method: 'POST', agent: false, headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, ...headers } },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => (text += chunk));
+        response.on('end', () => resolve(JSON.parse(text)));
+        response.on('error', reject);
+      },
+    );
+    request.on('error', reject);
+    request.end(body);
   });
-  return response.json();
 }
 
 // Each start of a fresh embedded database runs initdb: slow on a busy machine.
@@ -143,7 +155,41 @@ describe('npm start', { timeout: 120_000 }, () => {
     expect(await stop(started)).toBe(0);
   });
 
+  it.runIf(process.env.TEST_DATABASE_URL)(
+    'runs STATEHOUSE_WORKERS processes on one port: metrics summed, a dead one replaced, all stopped on SIGTERM',
+    async () => {
+      const token = 'workers-admin-token-for-tests';
+      const started = await start({
+        ...env,
+        STATEHOUSE_ADMIN_TOKEN: token,
+        STATEHOUSE_WORKERS: '2',
+        STATEHOUSE_METRICS_OPERATION_NAMES: 'true',
+      });
+      expect(started.output()).toMatch(/listening on http:\/\/127\.0\.0\.1:\d+\/graphql \(2 worker processes\)/);
+      const workers = () => [...started.output().matchAll(/"worker":(\d+),"msg":"worker listening"/g)].map((match) => Number(match[1]));
+      expect(new Set(workers()).size).toBe(2);
+      // A new connection for each request: the primary hands connections to the workers in turn.
+      for (let i = 0; i < 10; i++) expect(await viewerRole(started.url, token, { connection: 'close' })).toMatchObject({ data: {} });
+      const scraped = await (await fetch(started.url.replace(/\/graphql$/, '/metrics'))).text();
+      expect(scraped).toMatch(/graphql_envelop_request\{operationType="query",operationName="WhoAmI",outcome="success"\} 10\n/);
+
+      const [victim] = workers();
+      process.kill(victim ?? 0, 'SIGKILL');
+      const deadline = Date.now() + 30_000;
+      while (workers().length < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(workers()).toHaveLength(3);
+      expect(started.output()).toMatch(/a worker process exited; starting another/);
+      for (let i = 0; i < 4; i++) expect(await viewerRole(started.url, token, { connection: 'close' })).toMatchObject({ data: {} });
+
+      expect(await stop(started)).toBe(0);
+      expect(started.output().match(/"msg":"stopped"/g)).toHaveLength(3);
+    },
+  );
+
   it('refuses a bad configuration with a clear message', async () => {
+    if (!process.env.TEST_DATABASE_URL) {
+      await expect(start({ ...env, STATEHOUSE_WORKERS: '2' })).rejects.toThrow(/STATEHOUSE_WORKERS must be 1 on the embedded database/);
+    }
     await expect(start({ ...env, STATEHOUSE_COMPACT_INTERVAL_MS: '5' })).rejects.toThrow(
       /STATEHOUSE_COMPACT_INTERVAL_MS must be an integer from 100/,
     );

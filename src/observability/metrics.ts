@@ -1,5 +1,5 @@
 import { createCounter, createHistogram, type FillLabelsFnParams, usePrometheus } from '@graphql-yoga/plugin-prometheus';
-import { type ExecutionResult, getOperationAST, GraphQLError } from 'graphql';
+import { getOperationAST, GraphQLError } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { DatabaseHandle } from '../db/client.js';
@@ -13,6 +13,11 @@ export interface MetricsOptions {
    * @default false
    */
   operationNames?: boolean;
+  /**
+   * One of several worker processes on one port: `share` hands this worker's registries to the
+   * primary, and /metrics answers with `gather`, the sum over every worker.
+   */
+  cluster?: { share(registries: Registry[]): void; gather(): Promise<string> };
 }
 
 /** What the gauges read when scraped; nothing is counted per request for them. */
@@ -52,23 +57,31 @@ let processMetrics: { registry: Registry; text: Promise<string> | null; rendered
  * milliseconds (/proc, heap statistics), more than a GraphQL request: so they are read at most once
  * a second however often /metrics is asked.
  */
-function processMetricsText(): Promise<string> {
+function processMetricsOnce(): NonNullable<typeof processMetrics> {
   if (!processMetrics) {
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
     processMetrics = { registry, text: null, renderedAt: 0 };
   }
-  const now = performance.now();
-  if (processMetrics.text === null || now - processMetrics.renderedAt >= PROCESS_METRICS_TTL_MS) {
-    processMetrics.renderedAt = now;
-    processMetrics.text = processMetrics.registry.metrics();
-  }
-  return processMetrics.text;
+  return processMetrics;
 }
 
-/** An app's own metrics, rendered at each scrape, followed by the process's. */
+function processMetricsText(): Promise<string> {
+  const state = processMetricsOnce();
+  const now = performance.now();
+  if (state.text === null || now - state.renderedAt >= PROCESS_METRICS_TTL_MS) {
+    state.renderedAt = now;
+    state.text = state.registry.metrics();
+  }
+  return state.text;
+}
+
+/** An app's own metrics, rendered at each scrape, followed by the process's; in a worker, every worker's. */
 class GatewayRegistry extends Registry {
+  gather: (() => Promise<string>) | undefined;
+
   override async metrics(): Promise<string> {
+    if (this.gather) return this.gather();
     const [own, process] = await Promise.all([super.metrics(), processMetricsText()]);
     return `${own}\n${process}`;
   }
@@ -103,7 +116,7 @@ class OperationNames {
  * each result is known when the plugin counts it.
  */
 function useOutcomes(failed: WeakSet<object>, open: Record<Transport, number>): Plugin {
-  const note = (context: object, result: ExecutionResult) => {
+  const note = (context: object, result: { errors?: readonly unknown[] }) => {
     if (result.errors?.length) failed.add(context);
   };
   return {
@@ -147,6 +160,10 @@ function useOutcomes(failed: WeakSet<object>, open: Record<Transport, number>): 
  */
 export function createMetrics(sources: MetricsSources, options: MetricsOptions = {}): GatewayMetrics {
   const registry = new GatewayRegistry();
+  if (options.cluster) {
+    options.cluster.share([registry, processMetricsOnce().registry]);
+    registry.gather = options.cluster.gather;
+  }
   const failed = new WeakSet<object>();
   const open: Record<Transport, number> = { websocket: 0, http: 0 };
   const names = options.operationNames ? new OperationNames() : null;
