@@ -1,8 +1,8 @@
 import type { AccessService, NamespaceSettings } from '../../auth/access.js';
 import { actorOf, type Principal } from '../../auth/principal.js';
-import { type Statements, sqlState } from '../../db/client.js';
+import type { Statements } from '../../db/client.js';
 import { decodeCursor, encodeCursor, isRevision } from '../../domain/cursor.js';
-import { badInput, notFound, payloadTooLarge, revisionCompacted, versionConflict } from '../../domain/errors.js';
+import { badInput, notFound, revisionCompacted, versionConflict } from '../../domain/errors.js';
 import { validateValue } from '../../domain/json-schema.js';
 import { checkFirst, checkKey, checkNamespace, checkScope, GLOBAL_SCOPE } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
@@ -286,10 +286,7 @@ export class EntriesService {
       expected,
       valueWrites.mergePatch(base, patch, maxBytes, this.ttl(null, settings)),
       settings,
-    ).catch((error: unknown) => {
-      if (sqlState(error) === 'SH413') throw payloadTooLarge('patch', maxBytes);
-      throw error;
-    });
+    );
   }
 
   async increment(principal: Principal, input: EntryAddress & { by?: number | null }): Promise<Entry> {

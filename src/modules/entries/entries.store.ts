@@ -1,5 +1,6 @@
 import { type SQL, sql } from 'drizzle-orm';
-import type { Statements } from '../../db/client.js';
+import { type Statements, sqlState } from '../../db/client.js';
+import { payloadTooLarge } from '../../domain/errors.js';
 import type { LogPosition } from '../../events/change-feed.js';
 import type { ChangeOp, Entry, EntryChange } from './entries.model.js';
 import type { RawRow } from '../../db/rows.js';
@@ -111,6 +112,8 @@ export interface ValueWrite {
   updated: SQL;
   expiresAt: SQL;
   condition?: SQL;
+  /** The error for a value the statement found too large (SQLSTATE SH413, raised by statehouse_limit_size). */
+  tooLarge?: () => Error;
 }
 
 const expiresIn = (ttlSeconds: number | null): SQL =>
@@ -127,8 +130,9 @@ export const valueWrites = {
     updated: sql`excluded.value`,
     expiresAt: expiresIn(ttlSeconds),
   }),
-  /** RFC 7396 merge patch onto the live value (or `base` when there is none); past `maxBytes` the statement fails with SQLSTATE SH413. */
+  /** RFC 7396 merge patch onto the live value (or `base` when there is none); a result past `maxBytes` is PAYLOAD_TOO_LARGE. */
   mergePatch: (base: string, patch: string, maxBytes: number, ttlSeconds: number | null): ValueWrite => ({
+    tooLarge: () => payloadTooLarge('patch', maxBytes),
     inserted: sql`statehouse_limit_size(statehouse_merge_patch(${base}::jsonb, ${patch}::jsonb), ${maxBytes})`,
     updated: sql`CASE WHEN e.deleted OR e.expires_at <= now() THEN excluded.value
                       ELSE statehouse_limit_size(statehouse_merge_patch(e.value, ${patch}::jsonb), ${maxBytes}) END`,
@@ -368,13 +372,17 @@ export class EntriesStore {
       SELECT up.namespace, up.scope, up.key, up.value, up.version, up.revision::text AS revision, up.created_at,
              up.updated_at, up.updated_by, up.expires_at
       FROM (SELECT 1) AS one LEFT JOIN up ON true`;
-    const row = validate
-      ? await this.database.transaction(async (rows) => {
+    const run = validate
+      ? this.database.transaction(async (rows) => {
           const [written] = await rows<EntryRow>(query);
           if (written?.version !== null && written?.version !== undefined) validate(written.value);
           return written;
         })
-      : (await this.database.rows<EntryRow>(query))[0];
+      : this.database.rows<EntryRow>(query).then(([written]) => written);
+    const row = await run.catch((error: unknown) => {
+      if (value.tooLarge && sqlState(error) === 'SH413') throw value.tooLarge();
+      throw error;
+    });
     return row && row.version !== null && row.version !== undefined ? toEntry(row) : null;
   }
 
