@@ -1,4 +1,3 @@
-import { sql } from 'drizzle-orm';
 import { AccessService } from './auth/access.js';
 import { Authenticator } from './auth/authenticator.js';
 import type { Services } from './context.js';
@@ -21,7 +20,7 @@ import { EntryWatcher } from './modules/entries/entries.watch.js';
 import { ErrorsService } from './modules/errors/errors.service.js';
 import { InsightsService } from './modules/insights/insights.service.js';
 import { MetricsService } from './modules/metrics/metrics.service.js';
-import { NamespacesService } from './modules/namespaces/namespaces.service.js';
+import { NamespacesService, refuseSensitiveWithoutKey } from './modules/namespaces/namespaces.service.js';
 import { OptimizationsService } from './modules/optimizations/optimizations.service.js';
 import { PortabilityService } from './modules/portability/portability.service.js';
 import { SystemService } from './modules/system/system.service.js';
@@ -110,16 +109,6 @@ function createServices(database: DatabaseHandle, bus: EventBus, logger: Logger,
     audit: new AuditLog(database, logger),
   };
   return { services, feeds };
-}
-
-/** Values of sensitive namespaces cannot be read or written without the key: say so at start, not at the first read. */
-async function refuseSensitiveWithoutKey(database: DatabaseHandle): Promise<void> {
-  const [row] = await database.rows<{ name: string }>(sql`SELECT tenant_id || '/' || name AS name FROM namespaces WHERE sensitive LIMIT 1`);
-  if (row) {
-    throw new Error(
-      `Namespace ${row.name} is sensitive and STATEHOUSE_ENCRYPTION_KEY is not set: set the key its values were encrypted with (64 hex characters)`,
-    );
-  }
 }
 
 /** The gateway: GraphQL over HTTP, SSE and WebSocket on one port, with health and readiness. */

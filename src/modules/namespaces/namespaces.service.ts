@@ -58,6 +58,16 @@ function checkSettings(input: NamespaceInput, current?: NamespaceSettings): void
 const json = (value: unknown) => (value === null || value === undefined ? null : JSON.stringify(value));
 
 /** Namespaces and grants. Every change publishes an `access` event: caches everywhere recompute. */
+/** Values of sensitive namespaces cannot be read or written without the key: say so at start, not at the first read. */
+export async function refuseSensitiveWithoutKey(database: Pick<DatabaseHandle, 'rows'>): Promise<void> {
+  const [row] = await database.rows<{ name: string }>(sql`SELECT tenant_id || '/' || name AS name FROM namespaces WHERE sensitive LIMIT 1`);
+  if (row) {
+    throw new Error(
+      `Namespace ${row.name} is sensitive and STATEHOUSE_ENCRYPTION_KEY is not set: set the key its values were encrypted with (64 hex characters)`,
+    );
+  }
+}
+
 export class NamespacesService {
   constructor(
     private readonly database: DatabaseHandle,
