@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import { LRUCache } from 'lru-cache';
 import type { DatabaseHandle } from '../db/client.js';
 import type { EventBus } from '../events/bus.js';
-import type { Principal, Role } from './principal.js';
+import type { Principal } from './principal.js';
 import { hashToken } from './tokens.js';
 import type { RawRow } from '../db/rows.js';
 import type { tokens } from '../db/schema.js';

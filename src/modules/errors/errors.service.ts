@@ -6,7 +6,7 @@ import type { EventBus } from '../../events/bus.js';
 import type { ConfigService } from '../tenants/config.service.js';
 import { publishTopic, subscribeTopic, topic } from '../../events/topics.js';
 import { fingerprint } from './fingerprint.js';
-import { encodeValue, encodeSmallJson } from '../../domain/values.js';
+import { encodeSmallJson } from '../../domain/values.js';
 import type { RawRow } from '../../db/rows.js';
 import type { errorPatterns } from '../../db/schema.js';
 

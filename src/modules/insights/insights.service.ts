@@ -4,7 +4,7 @@ import { badInput, notFound } from '../../domain/errors.js';
 import { checkFirst, checkLabel } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
 import { publishTopic, subscribeTopic, topic } from '../../events/topics.js';
-import { encodeValue, encodeSmallJson } from '../../domain/values.js';
+import { encodeSmallJson } from '../../domain/values.js';
 import type { RawRow } from '../../db/rows.js';
 import type { insights } from '../../db/schema.js';
 

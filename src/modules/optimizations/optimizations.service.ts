@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../../db/client.js';
 import { badInput } from '../../domain/errors.js';
 import { checkLabel } from '../../domain/names.js';
-import { encodeValue, encodeSmallJson } from '../../domain/values.js';
+import { encodeSmallJson } from '../../domain/values.js';
 import type { RawRow } from '../../db/rows.js';
 import type { optimizations } from '../../db/schema.js';
 
