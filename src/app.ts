@@ -29,6 +29,7 @@ import { TokensService } from './modules/tokens/tokens.service.js';
 import { createMetrics, type MetricsOptions } from './observability/metrics.js';
 import { SharedSubscriptions } from './transport/fanout.js';
 import { createGatewayYoga, createHttpServer } from './transport/http.js';
+import { McpEndpoint, useMcp } from './transport/mcp/endpoint.js';
 import { serveWebSockets } from './transport/websocket.js';
 import { DEFAULT_ACTIVE_WINDOW_SECONDS } from './domain/values.js';
 import type { EntryChange } from './modules/entries/entries.model.js';
@@ -150,6 +151,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
     options.metrics === false
       ? undefined
       : createMetrics({ database, feeds, fanout: shared, audit: services.audit, openSockets: () => sockets.open() }, options.metrics);
+  // MCP at /mcp: its tools and resources run GraphQL operations through this Yoga instance.
+  const mcp = new McpEndpoint({ graphql: (request) => yoga.fetch(request), services, corsOrigins: options.corsOrigins });
   const yoga = createGatewayYoga({
     services,
     database,
@@ -157,7 +160,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     corsOrigins: options.corsOrigins,
     introspection: options.introspection,
     graphiql: options.graphiql,
-    plugins: metrics ? [metrics.plugin] : [],
+    plugins: [...(metrics ? [metrics.plugin] : []), useMcp(mcp)],
   });
   const http = createHttpServer(yoga);
   const sockets = serveWebSockets({ server: http.server, yoga, services, shared, corsOrigins: options.corsOrigins });
@@ -175,6 +178,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
         http.stopAccepting();
         services.watcher.closeAll();
         shared.closeAll();
+        await mcp.close();
         await sockets.dispose();
         await http.drain(options.shutdownGraceMs ?? 10_000);
         feeds.close();

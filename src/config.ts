@@ -75,7 +75,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (adminToken !== undefined && adminToken.length < 16) {
     throw new ConfigError('STATEHOUSE_ADMIN_TOKEN must be at least 16 characters');
   }
-  const workers = integer(env, 'STATEHOUSE_WORKERS', databaseUrl ? availableParallelism() : 1, 1, 256);
+  // One by default: MCP sessions live in the process that opened them, and the processes of one port
+  // cannot route a session's requests to it (see README, Scaling out).
+  const workers = integer(env, 'STATEHOUSE_WORKERS', 1, 1, Math.max(64, availableParallelism()));
   if (!databaseUrl && workers > 1) {
     throw new ConfigError('STATEHOUSE_WORKERS must be 1 on the embedded database (one process owns it); set DATABASE_URL for more');
   }

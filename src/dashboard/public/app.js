@@ -1115,11 +1115,15 @@ function mountBrowser(s) {
   async function loadHistory() {
     const { namespace } = current;
     const { scope, key } = entry;
-    showState(historyBox, 'loading', 'Loading history…');
+    // A refresh of the history on show keeps it on screen until the new one arrives (no flicker).
+    const shown = JSON.stringify([namespace, scope, key]);
+    if (historyBox.dataset.shows !== shown) showState(historyBox, 'loading', 'Loading history…');
+    historyBox.dataset.shows = shown;
     let versions;
     try {
       ({ entryHistory: versions } = await s.api.request(HISTORY, { namespace, scope, key }));
     } catch (error) {
+      delete historyBox.dataset.shows;
       return showFailure(historyBox, error);
     }
     if (current?.namespace !== namespace || entry?.key !== key || entry?.scope !== scope) return;
@@ -1154,6 +1158,7 @@ function mountBrowser(s) {
     prefixInput.value = '';
     entriesBox.replaceChildren(h('div', { class: 'entries-head' }, prefixInput), entriesBody);
     historyBox.replaceChildren();
+    delete historyBox.dataset.shows;
     renderNamespaces();
     updatePath();
     void loadEntries();
