@@ -4,11 +4,16 @@
  * with the copies the bare server and the limit run. A mismatch does not fail the run, but every
  * reference number is then suspect, so it is printed and stored with the results.
  */
-import { fillPlaceholders } from 'drizzle-orm';
+import { fillPlaceholders, type SQL } from 'drizzle-orm';
 import { PgDialect } from 'drizzle-orm/pg-core';
+import type { NamespaceSettings } from '../src/auth/access.js';
+import type { Statements } from '../src/db/client.js';
+import { DEFAULT_ACTIVE_WINDOW_SECONDS } from '../src/domain/values.js';
 import { CommitService } from '../src/modules/entries/entries.commit.js';
+import { ValuePolicy } from '../src/modules/entries/entries.policy.js';
 import { EntriesService } from '../src/modules/entries/entries.service.js';
 import { MetricsService } from '../src/modules/metrics/metrics.service.js';
+import { defaultConfig } from '../src/modules/tenants/config.service.js';
 import {
   type BenchDb,
   changesPage,
@@ -59,23 +64,45 @@ const POINTS = [
 async function statehouseStatements(kind: BenchDb['kind']): Promise<Statement[]> {
   const dialect = new PgDialect();
   const sent: Statement[] = [];
-  const rows = async (query: Parameters<PgDialect['sqlToQuery']>[0]) => {
+  // Stand-ins with only what the services use: every statement answers the one row they all accept.
+  const rows = async <T>(query: SQL): Promise<T[]> => {
     const { sql, params } = dialect.sqlToQuery(query);
     sent.push({ sql, params });
-    return [ROW];
+    return [ROW as T];
   };
-  const prepare = (query: Parameters<PgDialect['sqlToQuery']>[0]) => async (values: Record<string, unknown>) => {
-    const { sql, params } = dialect.sqlToQuery(query);
-    sent.push({ sql, params: fillPlaceholders(params, values) });
-    return [ROW];
+  const prepare =
+    <T>(query: SQL) =>
+    async (values: Record<string, unknown>): Promise<T[]> => {
+      const { sql, params } = dialect.sqlToQuery(query);
+      sent.push({ sql, params: fillPlaceholders(params, values) });
+      return [ROW as T];
+    };
+  const database: Statements = { rows, prepare, transaction: (work) => work(rows) };
+  const settings: NamespaceSettings = {
+    name: NAMESPACE,
+    schema: null,
+    defaultValue: null,
+    defaultTtlSeconds: null,
+    createdAt: new Date(),
+    description: null,
+    openAccess: true,
+    sensitive: false,
+    historyLimit: null,
+    compactedRevision: null,
   };
-  const database = { kind, rows, prepare, transaction: (work: (inner: typeof rows) => Promise<unknown>) => work(rows) };
-  const settings = { name: NAMESPACE, schema: null, defaultValue: null, defaultTtlSeconds: null, createdAt: new Date() };
-  const access = { namespace: async () => settings, namespaces: async () => new Map([[NAMESPACE, settings]]) };
-  const config = { get: async () => ({ limits: { maxMetricsPerCall: 1_000 }, metricsRetentionHours: 24 }) };
+  const access = {
+    namespace: async () => settings,
+    namespaces: async () => new Map([[NAMESPACE, settings]]),
+    agentExists: async () => true,
+  };
+  const defaults = defaultConfig(DEFAULT_ACTIVE_WINDOW_SECONDS);
+  const config = {
+    get: async () => ({ ...defaults, limits: { ...defaults.limits, maxMetricsPerCall: 1_000 }, metricsRetentionHours: 24 }),
+  };
   const bus = { publish: () => {}, on: () => () => {} };
+  const policy = new ValuePolicy(database, config, null);
   const principal = { tenantId: TENANT, tokenId: 't', tokenName: 't', role: 'AGENT', agentId: 'bench-agent', bootstrap: false } as const;
-  const service = new EntriesService(database as never, access as never, bus as never);
+  const service = new EntriesService(database, access, bus, policy);
   await service.set(principal, { namespace: NAMESPACE, key: 'k', value: { a: 1 } });
   await service.increment(principal, { namespace: NAMESPACE, key: 'k', by: 1 });
   await service.get(TENANT, { namespace: NAMESPACE, key: 'k' });
@@ -88,10 +115,10 @@ async function statehouseStatements(kind: BenchDb['kind']): Promise<Statement[]>
     limit: 500,
   });
   await service.headRevision(TENANT);
-  await new CommitService(database as never, access as never, bus as never).commit(principal, {
+  await new CommitService(database, access, bus, policy).commit(principal, {
     operations: COMMIT.map(({ key, value }) => ({ set: { namespace: NAMESPACE, key, value } })),
   });
-  await new MetricsService(database as never, access as never, config as never, bus as never).record(TENANT, principal.agentId, POINTS);
+  await new MetricsService(database, access, config, bus).record(TENANT, principal.agentId, POINTS);
   return sent;
 }
 

@@ -1,3 +1,4 @@
+import { DEFAULT_ACTIVE_WINDOW_SECONDS } from './domain/values.js';
 /** The one place that reads process.env: a typed, validated configuration. */
 import { availableParallelism } from 'node:os';
 
@@ -89,7 +90,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     adminToken,
     encryptionKey,
     previousEncryptionKeys,
-    activeWindowSeconds: integer(env, 'STATEHOUSE_ACTIVE_WINDOW_SECONDS', 300, 1, 31_536_000),
+    activeWindowSeconds: integer(env, 'STATEHOUSE_ACTIVE_WINDOW_SECONDS', DEFAULT_ACTIVE_WINDOW_SECONDS, 1, 31_536_000),
     logLevel: env.LOG_LEVEL || 'info',
     shutdownGraceMs: integer(env, 'STATEHOUSE_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     compactIntervalMs: integer(env, 'STATEHOUSE_COMPACT_INTERVAL_MS', 30_000, 100, 86_400_000),

@@ -8,6 +8,7 @@ import {
   startGateway,
   subscribe,
 } from './support/gateway.js';
+import { openRawSocket } from './support/raw-socket.js';
 
 /**
  * The access rule and the principals of API.md §2 (with the error codes of §3), through HTTP
@@ -814,29 +815,35 @@ describe('subscriptions over WebSocket', () => {
     const start = await adminSet(ns, unique('start'), 0);
     const { token: observerToken } = await gw.createToken(unique('observer'), 'READER');
 
-    const sub = subscribe<{ entryChanged: Change }>(gw.ws(agent), ENTRY_CHANGED, { ns, after: start });
+    // The agent's subscription on a raw socket that stays open: what the server sends after the end is seen.
+    const socket = await openRawSocket(gw.wsUrl);
+    socket.send({ type: 'connection_init', payload: { authorization: `Bearer ${agent}` } });
+    expect(await socket.waitFor((frame) => frame.type === 'connection_ack')).not.toBeNull();
+    socket.send({ id: 'watch', type: 'subscribe', payload: { query: ENTRY_CHANGED, variables: { ns, after: start } } });
     const observer = subscribe<{ entryChanged: Change }>(gw.ws(observerToken), ENTRY_CHANGED, { ns, after: start });
     const firstKey = unique('first');
     await adminSet(ns, firstKey, 1);
-    const [first] = await sub.waitFor(1);
-    expect(first?.errors).toBeUndefined();
-    expect(first?.data?.entryChanged).toMatchObject({ namespace: ns, key: firstKey, value: 1 });
+    const first = await socket.waitFor((frame) => frame.type === 'next' && frame.payload?.data?.entryChanged?.key === firstKey);
+    expect(first?.payload?.errors).toBeUndefined();
+    expect(first?.payload?.data?.entryChanged).toMatchObject({ namespace: ns, key: firstKey, value: 1 });
 
     expect((await gw.ok(ADMIN_TOKEN, REVOKE_ACCESS, { ns, agent: id })).revokeAccess).toBe(true);
-    await ended(sub);
-    expect(sub.error).toBeUndefined(); // completed, not a transport error
-    expect(sub.results).toHaveLength(2);
-    const last = sub.results[1];
-    expect(last?.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
-    expect(last?.data ?? null).toBeNull();
+    expect(await socket.waitFor((frame) => frame.type === 'complete' && frame.id === 'watch')).not.toBeNull();
+    const frames = socket.frames.filter((frame) => frame.id === 'watch').map((frame) => frame.type);
+    expect(frames).toEqual(['next', 'next', 'complete']); // the change, the end, completed (not a transport error)
+    const last = socket.frames.filter((frame) => frame.id === 'watch')[1];
+    expect(last?.payload?.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    expect(last?.payload?.data ?? null).toBeNull();
 
-    // A later change reaches a subscriber that may read it, but not the revoked agent.
+    // A later change reaches a subscriber that may read it, but not the revoked agent's socket, still open.
     const laterKey = unique('later');
     await adminSet(ns, laterKey, 2);
     await eventually(() => changesOf(observer).some((change) => change.key === laterKey), 10_000, 'the observer to see the later change');
-    expect(changesOf(sub).map((change) => change.key)).toEqual([firstKey]);
-    expect(JSON.stringify(sub.results)).not.toContain(laterKey);
+    expect(socket.isOpen()).toBe(true);
+    expect(socket.frames.filter((frame) => frame.id === 'watch')).toHaveLength(3);
+    expect(JSON.stringify(socket.frames)).not.toContain(laterKey);
     observer.stop();
+    socket.close();
   });
 
   it('answers entryChanged on a namespace the agent cannot read with FORBIDDEN at once', async () => {

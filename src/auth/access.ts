@@ -142,10 +142,6 @@ export class AccessService {
     return (await this.permission(principal, name)) !== null;
   }
 
-  async canWrite(principal: Principal, name: string): Promise<boolean> {
-    return (await this.permission(principal, name)) === 'WRITE';
-  }
-
   /** Every namespace the principal can reach, by name. */
   async reachable(principal: Principal): Promise<NamespaceAccess[]> {
     const namespaces = await this.namespaces(principal.tenantId);

@@ -2,17 +2,12 @@ import { sql } from 'drizzle-orm';
 import { LRUCache } from 'lru-cache';
 import type { DatabaseHandle } from '../db/client.js';
 import type { EventBus } from '../events/bus.js';
-import type { Principal, Role } from './principal.js';
+import type { Principal } from './principal.js';
 import { hashToken } from './tokens.js';
+import type { RawRow } from '../db/rows.js';
+import type { tokens } from '../db/schema.js';
 
-interface TokenRow {
-  id: string;
-  tenant_id: string;
-  name: string;
-  role: Role;
-  agent_id: string | null;
-  bootstrap: boolean;
-}
+type TokenRow = Pick<RawRow<typeof tokens>, 'id' | 'tenant_id' | 'name' | 'role' | 'agent_id' | 'bootstrap'>;
 
 /**
  * Token → principal, cached so that authenticating is not a database round trip per request.

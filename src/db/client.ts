@@ -22,6 +22,9 @@ export interface DatabaseLoad {
   readonly maxConnections: number;
 }
 
+/** What a service or store needs of the database to run its statements: a stand-in needs only these. */
+export type Statements = Pick<DatabaseHandle, 'rows' | 'prepare' | 'transaction'>;
+
 /** Told how long each statement or transaction took, from the call to its answer (waiting for a connection included). */
 export type QueryObserver = (kind: 'statement' | 'transaction', seconds: number) => void;
 

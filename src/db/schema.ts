@@ -23,7 +23,7 @@ import {
  */
 const name = customType<{ data: string }>({ dataType: () => 'text COLLATE "C"' });
 
-const createdAt = (column: string) => timestamp(column, { withTimezone: true, mode: 'date' }).notNull().defaultNow();
+const createdAt = <N extends string>(column: N) => timestamp(column, { withTimezone: true, mode: 'date' }).notNull().defaultNow();
 
 export const roleEnum = pgEnum('role', ['ADMIN', 'AGENT', 'READER']);
 export const permissionEnum = pgEnum('permission', ['READ', 'WRITE']);

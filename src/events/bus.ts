@@ -23,7 +23,9 @@ type Handler = (event: BusEvent) => void;
 const NOTIFY_INTERVAL_MS = 2;
 
 /** Events after which every process must drop caches before the mutation that caused them returns. */
-const isInvalidation = (event: BusEvent) => event.type === 'access' || event.type === 'tokens';
+export type Invalidation = Extract<BusEvent, { type: 'access' | 'tokens' }>;
+/** Every other event: sent on without waiting for anyone. */
+export type Notice = Exclude<BusEvent, Invalidation>;
 
 /**
  * In-process pub/sub that also reaches the other gateway processes on the same PostgreSQL through
@@ -50,8 +52,11 @@ export class EventBus {
     return () => this.handlers.delete(handler);
   }
 
-  /** Delivers here at once; resolves when other processes have applied it (for invalidations). */
-  async publish(event: BusEvent): Promise<void> {
+  /**
+   * A notice (changes, topic items, reset, hello): delivered here at once and sent on to the other
+   * processes in the background. Change notices are coalesced, one NOTIFY per tenant per tick.
+   */
+  publish(event: Notice): void {
     this.deliver(event);
     if (!this.broadcast || event.type === 'reset') return;
     if (event.type === 'changes') {
@@ -61,7 +66,17 @@ export class EventBus {
       this.scheduleFlush();
       return;
     }
-    if (!isInvalidation(event) || !this.processes) {
+    this.send({ event });
+  }
+
+  /**
+   * An invalidation (access or tokens): delivered here at once; resolves when every other live
+   * process has applied it, so the mutation that caused it returns only then.
+   */
+  async invalidate(event: Invalidation): Promise<void> {
+    this.deliver(event);
+    if (!this.broadcast) return;
+    if (!this.processes) {
       this.send({ event });
       return;
     }

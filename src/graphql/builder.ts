@@ -25,6 +25,10 @@ export interface PothosTypes {
     admin: Context & { principal: Principal };
     agent: Context & { principal: Principal & { agentId: string } };
     bootstrap: Context & { principal: Principal };
+    namespaceRead: Context & { principal: Principal };
+    namespaceWrite: Context & { principal: Principal };
+    namespacesRead: Context & { principal: Principal };
+    namespacesWrite: Context & { principal: Principal };
   };
   Scalars: {
     JSON: { Input: unknown; Output: unknown };

@@ -1,6 +1,6 @@
 import { Repeater } from '@repeaterjs/repeater';
 import type { Context } from '../context.js';
-import { unauthenticated } from '../domain/errors.js';
+import { mayRevoke, revocation } from '../auth/revocation.js';
 import { principalOf } from './principal.js';
 
 const ENDED = Symbol('ended');
@@ -18,10 +18,10 @@ export function untilRevoked<T>(context: Context, source: AsyncIterable<T>): Asy
   const { tenantId } = principalOf(context);
   return new Repeater<T | Ended>(async (push, stop) => {
     const off = context.services.bus.on((event) => {
-      if (event.type !== 'reset' && !(event.type === 'tokens' && event.tenantId === tenantId)) return;
-      void context.reauthenticate().then(async (principal) => {
-        if (principal) return;
-        await push({ [ENDED]: unauthenticated('The token was revoked') });
+      if (!mayRevoke(event, tenantId, 'token')) return;
+      void revocation(context.reauthenticate).then(async ({ reason }) => {
+        if (!reason) return;
+        await push({ [ENDED]: reason });
         stop();
       });
     });

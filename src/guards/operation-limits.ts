@@ -21,6 +21,7 @@ import { toGraphQLError } from '../graphql/errors.js';
 import { defaultConfig, type TenantConfig } from '../modules/tenants/config.service.js';
 import { RateLimiter } from './rate-limiter.js';
 import { isBatched } from './request-limits.js';
+import { DEFAULT_ACTIVE_WINDOW_SECONDS } from '../domain/values.js';
 
 type Limits = TenantConfig['limits'];
 
@@ -103,7 +104,7 @@ const tooComplex = (error: GraphQLError) => new StatehouseError('QUERY_TOO_COMPL
 export function useOperationLimits(): Plugin<Context> {
   const rates = new RateLimiter();
   const verdicts = new WeakMap<DocumentNode, Map<string, StatehouseError | null>>();
-  const anonymous = defaultConfig(300);
+  const anonymous = defaultConfig(DEFAULT_ACTIVE_WINDOW_SECONDS);
 
   function complexity(args: ExecutionArgs, limits: Limits): StatehouseError | null {
     const key = `${limits.maxDepth}/${limits.maxAliases}/${limits.maxCost}`;

@@ -3,8 +3,9 @@ import type { Plugin } from 'graphql-yoga';
 import { bearerToken } from '../auth/tokens.js';
 import type { Services } from '../context.js';
 import { defaultConfig, type TenantConfig } from '../modules/tenants/config.service.js';
+import { DEFAULT_ACTIVE_WINDOW_SECONDS } from '../domain/values.js';
 
-const DEFAULTS = defaultConfig(300).limits;
+const DEFAULTS = defaultConfig(DEFAULT_ACTIVE_WINDOW_SECONDS).limits;
 /** The most a batched request may hold whatever a tenant configures (the config schema's maximum). */
 export const MAX_BATCH_OPERATIONS = 1_000;
 

@@ -7,6 +7,7 @@ import type { DatabaseHandle } from '../../src/db/client.js';
 import { EventBus } from '../../src/events/bus.js';
 import { TokensService } from '../../src/modules/tokens/tokens.service.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
+import { tracked } from './leftovers.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
@@ -112,7 +113,7 @@ export async function startGateway(
       if (!options.db) await db.drop();
     },
   };
-  return gateway;
+  return tracked(gateway);
 }
 
 /** A subscription's results as they arrive, with waits that fail with what did arrive. */

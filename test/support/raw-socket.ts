@@ -1,4 +1,5 @@
 import WebSocket from 'ws';
+import { tracked } from './leftovers.js';
 
 /**
  * A WebSocket speaking graphql-transport-ws by hand, so a test can send what no well-behaved client
@@ -45,7 +46,7 @@ export async function openRawSocket(wsUrl: string, protocol = 'graphql-transport
     socket.once('open', () => resolve());
     socket.once('error', reject);
   });
-  return {
+  return tracked({
     frames,
     garbage,
     closed,
@@ -74,5 +75,5 @@ export async function openRawSocket(wsUrl: string, protocol = 'graphql-transport
         check();
       }),
     close: () => socket.terminate(),
-  };
+  });
 }

@@ -1,3 +1,5 @@
+import { tracked } from './leftovers.js';
+
 /**
  * A GraphQL subscription over Server-Sent Events on a real socket (global fetch): the events as
  * they arrive, parsed, until the server ends the stream or the test closes it.
@@ -72,5 +74,5 @@ export function openSse(
     }
   })();
   ended.catch(() => {});
-  return { response, results, text: () => received, ended, close: () => abort.abort() };
+  return tracked({ response, results, text: () => received, ended, close: () => abort.abort() });
 }

@@ -73,7 +73,7 @@ const RegisterAgentInput = builder.inputType('RegisterAgentInput', {
 });
 
 builder.queryFields((t) => ({
-  agents: t.field({
+  agents: t.withAuth({ authenticated: true }).field({
     type: [AgentRef],
     description: 'Registered agents, oldest registration first (at most 10000). Any valid token',
     args: {
@@ -81,15 +81,13 @@ builder.queryFields((t) => ({
       type: t.arg.string({ description: 'Only agents of this type' }),
       status: t.arg({ type: AgentStatus, description: 'Only agents with this status' }),
     },
-    authScopes: { authenticated: true },
-    resolve: (_root, args, context) => context.services.agents.list(principalOf(context).tenantId, args),
+    resolve: (_root, args, context) => context.services.agents.list(context.principal.tenantId, args),
   }),
-  agent: t.field({
+  agent: t.withAuth({ authenticated: true }).field({
     type: AgentRef,
     nullable: true,
     description: 'One agent; null when none has this id. Any valid token',
     args: { id: t.arg.id({ required: true, description: "The agent's id" }) },
-    authScopes: { authenticated: true },
     resolve: (_root, args, context) => context.loaders.agent.load(checkAgentId(String(args.id))),
   }),
 }));
@@ -103,12 +101,11 @@ const HeartbeatInput = builder.inputType('HeartbeatInput', {
 });
 
 builder.subscriptionFields((t) => ({
-  agentChanged: t.field({
+  agentChanged: t.withAuth({ authenticated: true }).field({
     type: AgentRef,
     description: 'Each agent as it is registered or sends a heartbeat (from now on: nothing is replayed). Any valid token',
     args: { type: t.arg.string({ description: 'Only agents of this type' }) },
-    authScopes: { authenticated: true },
-    subscribe: (_root, args, context) => untilRevoked(context, context.services.agents.watch(principalOf(context).tenantId, args.type)),
+    subscribe: (_root, args, context) => untilRevoked(context, context.services.agents.watch(context.principal.tenantId, args.type)),
     resolve: live(reviveAgent),
   }),
 }));
@@ -122,24 +119,22 @@ builder.mutationFields((t) => ({
     unauthorizedError: refusedTo('send heartbeats'),
     resolve: (_root, { input }, context) => context.services.agents.heartbeat(context.principal.tenantId, context.principal.agentId, input),
   }),
-  registerAgent: t.field({
+  registerAgent: t.withAuth({ admin: true }).field({
     type: AgentRegistration,
     description: 'Registers an agent and issues its AGENT token (shown once). ADMIN only',
     args: { input: t.arg({ type: RegisterAgentInput, required: true, description: 'The agent' }) },
-    authScopes: { admin: true },
     unauthorizedError: refusedTo('register agents'),
     resolve: (_root, { input }, context) =>
-      context.services.agents.register(principalOf(context).tenantId, {
+      context.services.agents.register(context.principal.tenantId, {
         ...input,
         id: input.id === null || input.id === undefined ? input.id : String(input.id),
       }),
   }),
-  deregisterAgent: t.boolean({
+  deregisterAgent: t.withAuth({ admin: true }).boolean({
     description:
       'Removes an agent with its grants; its tokens stop working at once and its open subscriptions end. false when there was no such agent. ADMIN only',
     args: { id: t.arg.id({ required: true, description: "The agent's id" }) },
-    authScopes: { admin: true },
     unauthorizedError: refusedTo('deregister agents'),
-    resolve: (_root, args, context) => context.services.agents.deregister(principalOf(context).tenantId, String(args.id)),
+    resolve: (_root, args, context) => context.services.agents.deregister(context.principal.tenantId, String(args.id)),
   }),
 }));

@@ -5,8 +5,11 @@ import type { DatabaseHandle } from '../../db/client.js';
 import { badInput, unauthenticated } from '../../domain/errors.js';
 import { checkAgentId, checkLabel, checkNamespace } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
-import { publishTopic, subscribeTopic } from '../../events/topics.js';
+import { publishTopic, subscribeTopic, topic } from '../../events/topics.js';
 import type { ConfigService } from '../tenants/config.service.js';
+import { encodeSmallJson } from '../../domain/values.js';
+import type { RawRow } from '../../db/rows.js';
+import type { agents } from '../../db/schema.js';
 
 export type AgentStatus = 'STARTING' | 'IDLE' | 'BUSY' | 'ERROR' | 'STOPPED';
 
@@ -32,18 +35,10 @@ export interface RegisterAgentInput {
   metadata?: unknown;
 }
 
-interface AgentRow {
-  id: string;
-  name: string;
-  type: string;
-  capabilities: string[];
-  state_namespaces: string[];
-  status: AgentStatus;
-  last_heartbeat_at: string | null;
-  heartbeat: unknown;
-  metadata: unknown;
-  registered_at: string;
-}
+type AgentRow = Pick<
+  RawRow<typeof agents>,
+  'id' | 'name' | 'type' | 'capabilities' | 'state_namespaces' | 'status' | 'last_heartbeat_at' | 'heartbeat' | 'metadata' | 'registered_at'
+>;
 
 const toAgent = (row: AgentRow): Agent => ({
   id: row.id,
@@ -59,7 +54,7 @@ const toAgent = (row: AgentRow): Agent => ({
 });
 
 const MAX_LIST = 100;
-const AGENT_CHANGED = 'agentChanged';
+const AGENT_CHANGED = topic<Agent>('agentChanged');
 
 /** An agent that came through the bus from another process, its dates as JSON strings. */
 export const reviveAgent = (agent: Agent): Agent => ({
@@ -91,8 +86,7 @@ export class AgentsService {
 
   /** An agent reports for itself: its status, and whatever it wants the fleet to see. */
   async heartbeat(tenantId: string, agentId: string, input: { status: AgentStatus; data?: unknown }): Promise<Agent> {
-    const data = input.data === undefined || input.data === null ? null : JSON.stringify(input.data);
-    if (data !== null && data.length > 65_536) throw badInput('data', 'data must be at most 64 KiB');
+    const data = input.data === undefined || input.data === null ? null : encodeSmallJson(input.data, 'data');
     const [row] = await this.database.rows<AgentRow>(sql`
       UPDATE agents SET status = ${input.status}, last_heartbeat_at = now(), heartbeat = ${data}::jsonb
       WHERE tenant_id = ${tenantId} AND id = ${agentId} RETURNING *`);
@@ -107,7 +101,7 @@ export class AgentsService {
    * Agents from other processes arrive with their dates as strings: pass them through `reviveAgent`.
    */
   watch(tenantId: string, type: string | null | undefined): AsyncIterable<Agent> {
-    return subscribeTopic<Agent>(this.bus, tenantId, AGENT_CHANGED, (agent) => !type || agent.type === type);
+    return subscribeTopic(this.bus, tenantId, AGENT_CHANGED, (agent) => !type || agent.type === type);
   }
 
   async register(tenantId: string, input: RegisterAgentInput): Promise<{ agent: Agent; token: string }> {
@@ -116,8 +110,7 @@ export class AgentsService {
     const type = checkLabel(input.type, 'type', 100);
     const capabilities = checkList(input.capabilities, 'capabilities', (value, field) => checkLabel(value, field, 100));
     const stateNamespaces = checkList(input.stateNamespaces, 'stateNamespaces', checkNamespace);
-    const metadata = input.metadata === undefined || input.metadata === null ? null : JSON.stringify(input.metadata);
-    if (metadata !== null && metadata.length > 65_536) throw badInput('metadata', 'metadata must be at most 64 KiB');
+    const metadata = input.metadata === undefined || input.metadata === null ? null : encodeSmallJson(input.metadata, 'metadata');
     const token = generateToken();
     // The agent and its token in one statement: both or neither.
     const [row] = await this.database.rows<AgentRow>(sql`
@@ -132,7 +125,7 @@ export class AgentsService {
       SELECT * FROM a`);
     if (!row) throw badInput('id', `Agent ${id} is already registered`);
     // Another process may have cached this id as unknown.
-    await this.bus.publish({ type: 'access', tenantId });
+    await this.bus.invalidate({ type: 'access', tenantId });
     const agent = toAgent(row);
     publishTopic(this.bus, tenantId, AGENT_CHANGED, [agent]);
     return { agent, token };
@@ -142,7 +135,7 @@ export class AgentsService {
   async deregister(tenantId: string, id: string): Promise<boolean> {
     checkAgentId(id);
     const rows = await this.database.rows(sql`DELETE FROM agents WHERE tenant_id = ${tenantId} AND id = ${id} RETURNING id`);
-    if (rows.length > 0) await this.bus.publish({ type: 'tokens', tenantId });
+    if (rows.length > 0) await this.bus.invalidate({ type: 'tokens', tenantId });
     return rows.length > 0;
   }
 

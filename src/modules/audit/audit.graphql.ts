@@ -13,10 +13,10 @@ import type { Context } from '../../context.js';
 import { actorOf } from '../../auth/principal.js';
 import { builder } from '../../graphql/builder.js';
 import { contractError } from '../../graphql/errors.js';
-import { principalOf } from '../../graphql/principal.js';
 import { Role } from '../tokens/tokens.graphql.js';
 import type { AuditEvent } from './audit.service.js';
 import { refusedTo } from '../../graphql/refusals.js';
+import { GLOBAL_SCOPE } from '../../domain/names.js';
 
 const AuditOutcomeEnum = builder.enumType('AuditOutcome', {
   description: 'How an audited operation ended',
@@ -43,7 +43,7 @@ const AuditEventRef = builder.objectRef<AuditEvent>('AuditEvent').implement({
 });
 
 builder.queryFields((t) => ({
-  auditLog: t.field({
+  auditLog: t.withAuth({ admin: true }).field({
     type: [AuditEventRef],
     description:
       "The tenant's audit log, newest first: every mutation, every refused operation with its reason, and every read of a sensitive namespace's values (once per operation and namespace). Records are written within about 20 ms. ADMIN only",
@@ -54,9 +54,8 @@ builder.queryFields((t) => ({
       since: t.arg({ type: 'DateTime', description: 'Only records from this time on' }),
       first: t.arg.int({ defaultValue: 100, description: 'How many, 1 to 1000' }),
     },
-    authScopes: { admin: true },
     unauthorizedError: refusedTo('read the audit log'),
-    resolve: (_root, args, context) => context.services.audit.list(principalOf(context).tenantId, args),
+    resolve: (_root, args, context) => context.services.audit.list(context.principal.tenantId, args),
   }),
 }));
 
@@ -81,7 +80,7 @@ function targetOfArguments(args: Record<string, unknown>): string | null {
   }
   const place = [
     input.namespace ?? input.name,
-    input.key === undefined ? undefined : (input.scope ?? 'global'),
+    input.key === undefined ? undefined : (input.scope ?? GLOBAL_SCOPE),
     input.key,
     input.agentId,
     input.id,

@@ -1,23 +1,15 @@
 import { type SQL, sql } from 'drizzle-orm';
 import type { AccessService, NamespaceSettings } from '../../auth/access.js';
 import { actorOf, type Principal } from '../../auth/principal.js';
-import type { DatabaseHandle } from '../../db/client.js';
+import type { Statements } from '../../db/client.js';
 import { badInput, notFound, payloadTooLarge, StatehouseError } from '../../domain/errors.js';
 import { validateValue } from '../../domain/json-schema.js';
 import { checkKey, checkNamespace, checkScope, GLOBAL_SCOPE } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
-import { ValuePolicy } from './entries.policy.js';
-import type { Entry, EntryAddress } from './entries.service.js';
-import {
-  CURRENT_REVISION,
-  ENTRY_COLUMNS,
-  type EntryRow,
-  encodeValue,
-  lockName,
-  tenantLockName,
-  MAX_TTL_SECONDS,
-  toEntry,
-} from './entries.sql.js';
+import type { ValuePolicy } from './entries.policy.js';
+import { CURRENT_REVISION, ENTRY_COLUMNS, type EntryRow, lockName, tenantLockName, toEntry } from './entries.store.js';
+import { encodeValue, MAX_TTL_SECONDS } from '../../domain/values.js';
+import type { Entry, EntryAddress } from './entries.model.js';
 
 export interface CommitOperation {
   set?: (EntryAddress & { value?: unknown; expectedVersion?: number | null; ttlSeconds?: number | null }) | null;
@@ -68,10 +60,10 @@ interface CurrentRow {
  */
 export class CommitService {
   constructor(
-    private readonly database: DatabaseHandle,
-    private readonly access: AccessService,
-    private readonly bus: EventBus,
-    private readonly policy = new ValuePolicy(),
+    private readonly database: Statements,
+    private readonly access: Pick<AccessService, 'namespaces'>,
+    private readonly bus: Pick<EventBus, 'publish'>,
+    private readonly policy: ValuePolicy,
   ) {}
 
   /** The namespaces a commit writes and those it only reads (conditions), for the access check. */

@@ -1,13 +1,13 @@
 import type { InputFieldBuilder, ObjectFieldBuilder } from '@pothos/core';
 import type { Context } from '../../context.js';
-import { checkKey, checkNamespace, checkScope } from '../../domain/names.js';
+import { checkKey, checkNamespace, checkScope, GLOBAL_SCOPE } from '../../domain/names.js';
 import { isSealed } from '../../domain/value-cipher.js';
 import { builder, type SchemaTypes } from '../../graphql/builder.js';
 import { principalOf } from '../../graphql/principal.js';
 import { auditSensitiveRead } from '../audit/audit.graphql.js';
 import { CommitService, type CommitResult as CommitResultShape } from './entries.commit.js';
-import type { Entry, EntryChange, EntryVersion, Page } from './entries.service.js';
 import type { WatchEvent } from './entries.watch.js';
+import type { Entry, EntryChange, EntryVersion, Page } from './entries.model.js';
 
 type StoredValue = { namespace: string; scope: string; key: string; value: unknown };
 
@@ -59,7 +59,7 @@ const ADDRESS = {
 const addressFields = (t: InputFieldBuilder<SchemaTypes, 'InputObject'>) => ({
   namespace: t.string({ required: true, description: ADDRESS.namespace }),
   key: t.string({ required: true, description: ADDRESS.key }),
-  scope: t.string({ defaultValue: 'global', description: ADDRESS.scope }),
+  scope: t.string({ defaultValue: GLOBAL_SCOPE, description: ADDRESS.scope }),
 });
 
 export const EntryRef = builder.objectRef<Entry>('Entry').implement({
@@ -270,7 +270,7 @@ builder.queryFields((t) => ({
     args: {
       namespace: t.arg.string({ required: true, description: ADDRESS.namespace }),
       key: t.arg.string({ required: true, description: ADDRESS.key }),
-      scope: t.arg.string({ defaultValue: 'global', description: ADDRESS.scope }),
+      scope: t.arg.string({ defaultValue: GLOBAL_SCOPE, description: ADDRESS.scope }),
       atRevision: t.arg({
         type: 'Revision',
         description: 'Read the entry as it was at this revision; a future revision is BAD_USER_INPUT, a compacted one REVISION_COMPACTED',
@@ -305,7 +305,7 @@ builder.queryFields((t) => ({
     args: {
       namespace: t.arg.string({ required: true, description: ADDRESS.namespace }),
       key: t.arg.string({ required: true, description: ADDRESS.key }),
-      scope: t.arg.string({ defaultValue: 'global', description: ADDRESS.scope }),
+      scope: t.arg.string({ defaultValue: GLOBAL_SCOPE, description: ADDRESS.scope }),
       first: t.arg.int({ defaultValue: 50, description: 'How many versions, 1 to 1000' }),
     },
     authScopes: (_root, args) => ({ namespaceRead: args.namespace }),

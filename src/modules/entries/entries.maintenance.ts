@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../../db/client.js';
 import type { EventBus } from '../../events/bus.js';
-import { CURRENT_REVISION, KEY_LOCK_NAME, TENANT_LOCK_NAME } from './entries.sql.js';
+import { CURRENT_REVISION, KEY_LOCK_NAME, TENANT_LOCK_NAME } from './entries.store.js';
 
 const SWEEP_BATCH = 500;
 const COMPACT_BATCH = 5_000;
@@ -84,7 +84,7 @@ export class EntryMaintenance {
       for (const row of rows) {
         removed += Number(row.count);
         // Namespace settings carry compactedRevision: every process reloads them.
-        await this.bus.publish({ type: 'access', tenantId: row.tenant_id });
+        await this.bus.invalidate({ type: 'access', tenantId: row.tenant_id });
       }
       total += removed;
       if (removed < COMPACT_BATCH) return total;

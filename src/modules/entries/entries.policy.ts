@@ -3,7 +3,7 @@ import type { NamespaceSettings } from '../../auth/access.js';
 import type { DatabaseHandle } from '../../db/client.js';
 import { badInput, StatehouseError } from '../../domain/errors.js';
 import { isSealed, ValueCipher } from '../../domain/value-cipher.js';
-import { type ConfigService, defaultConfig, type TenantConfig } from '../tenants/config.service.js';
+import type { ConfigService, TenantConfig } from '../tenants/config.service.js';
 
 /** A written value as the quota check measures it: its place and its JSON text. */
 export interface QuotaWrite {
@@ -19,9 +19,10 @@ export interface QuotaWrite {
  */
 export class ValuePolicy {
   constructor(
-    private readonly database: DatabaseHandle | null = null,
-    private readonly config: ConfigService | null = null,
-    private readonly cipher: ValueCipher | null = null,
+    private readonly database: Pick<DatabaseHandle, 'rows'>,
+    private readonly config: Pick<ConfigService, 'get'>,
+    /** null without STATEHOUSE_ENCRYPTION_KEY: then no namespace may be sensitive. */
+    private readonly cipher: ValueCipher | null,
   ) {}
 
   get canSeal(): boolean {
@@ -29,7 +30,7 @@ export class ValuePolicy {
   }
 
   async limits(tenantId: string): Promise<TenantConfig['limits']> {
-    return this.config ? (await this.config.get(tenantId)).limits : defaultConfig(300).limits;
+    return (await this.config.get(tenantId)).limits;
   }
 
   /** The JSON text to store for a value written at a place: sealed in a sensitive namespace. */
@@ -60,7 +61,7 @@ export class ValuePolicy {
    * a quota by at most what they write at that moment.
    */
   async checkQuota(tenantId: string, writes: readonly QuotaWrite[]): Promise<void> {
-    if (!this.config || !this.database || writes.length === 0) return;
+    if (writes.length === 0) return;
     const { maxEntries, maxBytes } = (await this.config.get(tenantId)).quotas;
     if (maxEntries === null && maxBytes === null) return;
     const live = sql.raw('NOT e.deleted AND (e.expires_at IS NULL OR e.expires_at > now())');

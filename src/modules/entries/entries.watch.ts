@@ -1,10 +1,12 @@
 import { Repeater } from '@repeaterjs/repeater';
 import type { AccessService } from '../../auth/access.js';
 import type { Principal } from '../../auth/principal.js';
-import { forbidden, type StatehouseError, unauthenticated } from '../../domain/errors.js';
+import { mayRevoke, revocation } from '../../auth/revocation.js';
+import type { StatehouseError } from '../../domain/errors.js';
 import type { EventBus } from '../../events/bus.js';
 import { type ChangeFeeds, type LogPosition, positionOf } from '../../events/change-feed.js';
-import type { EntriesService, EntryChange } from './entries.service.js';
+import type { EntriesService } from './entries.service.js';
+import type { EntryChange } from './entries.model.js';
 
 export interface WatchFilter {
   namespace?: string | null;
@@ -68,15 +70,11 @@ export class EntryWatcher {
       };
 
       const offBus = this.bus.on((event) => {
-        const affected = event.type === 'reset' || ((event.type === 'access' || event.type === 'tokens') && event.tenantId === tenantId);
-        if (!affected) return;
+        if (!mayRevoke(event, tenantId, 'access')) return;
         enqueue(async () => {
-          const principalNow = await reauthenticate();
-          if (!principalNow) return end(unauthenticated('The token was revoked'));
-          current = principalNow;
-          if (filter.namespace && !(await this.access.canRead(current, filter.namespace))) {
-            return end(forbidden(`Access to ${filter.namespace} was revoked`));
-          }
+          const now = await revocation(reauthenticate, { service: this.access, namespace: filter.namespace ?? null });
+          if (now.reason) return end(now.reason);
+          current = now.principal;
         });
       });
       const { position, detach } = await this.feeds.attach(tenantId, (changes) => {

@@ -1,6 +1,5 @@
 import { builder } from '../../graphql/builder.js';
 import { live, untilRevoked } from '../../graphql/live.js';
-import { principalOf } from '../../graphql/principal.js';
 import { DEFAULT_ERROR_WINDOW_HOURS, type ErrorPattern, MAX_PATTERNS, revivePattern } from './errors.service.js';
 import { refusedTo } from '../../graphql/refusals.js';
 
@@ -29,7 +28,7 @@ const ReportErrorInput = builder.inputType('ReportErrorInput', {
 });
 
 builder.queryFields((t) => ({
-  errorPatterns: t.field({
+  errorPatterns: t.withAuth({ authenticated: true }).field({
     type: [ErrorPatternRef],
     description: `Patterns with at least minFrequency occurrences since \`since\` (default: the last ${DEFAULT_ERROR_WINDOW_HOURS} hours), most frequent first; at most ${MAX_PATTERNS}. Any valid token`,
     args: {
@@ -40,8 +39,7 @@ builder.queryFields((t) => ({
       }),
       since: t.arg({ type: 'DateTime', description: 'Start of the window' }),
     },
-    authScopes: { authenticated: true },
-    resolve: (_root, args, context) => context.services.errors.patterns(principalOf(context).tenantId, args),
+    resolve: (_root, args, context) => context.services.errors.patterns(context.principal.tenantId, args),
   }),
 }));
 
@@ -56,13 +54,12 @@ builder.mutationFields((t) => ({
 }));
 
 builder.subscriptionFields((t) => ({
-  errorReported: t.field({
+  errorReported: t.withAuth({ authenticated: true }).field({
     type: ErrorPatternRef,
     description:
       'Each error as it is reported, as its pattern (count and agentIds of the last 24 hours; from now on: nothing is replayed). Any valid token',
     args: { type: t.arg.string({ description: 'Only errors of this type' }) },
-    authScopes: { authenticated: true },
-    subscribe: (_root, args, context) => untilRevoked(context, context.services.errors.watch(principalOf(context).tenantId, args.type)),
+    subscribe: (_root, args, context) => untilRevoked(context, context.services.errors.watch(context.principal.tenantId, args.type)),
     resolve: live(revivePattern),
   }),
 }));

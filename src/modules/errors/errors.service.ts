@@ -4,9 +4,11 @@ import { badInput } from '../../domain/errors.js';
 import { checkLabel } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
 import type { ConfigService } from '../tenants/config.service.js';
-import { publishTopic, subscribeTopic } from '../../events/topics.js';
-import { encodeValue } from '../entries/entries.sql.js';
+import { publishTopic, subscribeTopic, topic } from '../../events/topics.js';
 import { fingerprint } from './fingerprint.js';
+import { encodeSmallJson } from '../../domain/values.js';
+import type { RawRow } from '../../db/rows.js';
+import type { errorPatterns } from '../../db/schema.js';
 
 export interface ReportErrorInput {
   type: string;
@@ -26,26 +28,23 @@ export interface ErrorPattern {
   agentIds: string[];
 }
 
-export const ERROR_REPORTED = 'errorReported';
+export const ERROR_REPORTED = topic<ErrorPattern>('errorReported');
 
 /** Occurrences are counted this far back when no `since` is given (API contract §5). */
 export const DEFAULT_ERROR_WINDOW_HOURS = 24;
 export const MAX_MESSAGE_LENGTH = 10_000;
-const MAX_CONTEXT_BYTES = 65_536;
 /** The most patterns one `errorPatterns` answers, most frequent first. */
 export const MAX_PATTERNS = 1_000;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
-interface PatternRow {
-  id: string;
-  type: string;
-  fingerprint: string;
-  sample_message: string;
+/** A pattern as its statements select it: the table's columns, with its occurrences counted in a window. */
+type PatternRow = Pick<
+  RawRow<typeof errorPatterns>,
+  'id' | 'type' | 'fingerprint' | 'sample_message' | 'first_seen_at' | 'last_seen_at'
+> & {
   count: number;
-  first_seen_at: string | Date;
-  last_seen_at: string | Date;
   agent_ids: string[] | null;
-}
+};
 
 const toPattern = (row: PatternRow): ErrorPattern => ({
   id: row.id,
@@ -119,9 +118,7 @@ export class ErrorsService {
     const message = checkMessage(input.message);
     let context: string | null = null;
     if (input.context !== null && input.context !== undefined) {
-      context = encodeValue(input.context, 'context');
-      if (Buffer.byteLength(context) > MAX_CONTEXT_BYTES)
-        throw badInput('context', `context must be at most ${MAX_CONTEXT_BYTES} bytes as JSON`);
+      context = encodeSmallJson(input.context, 'context');
     }
     const since = windowStart(null);
     // The statement's snapshot does not see its own occurrence: it is added to what was there.
@@ -176,6 +173,6 @@ export class ErrorsService {
   /** Patterns as errors are reported from now on, optionally of one type; see `revivePattern`. */
   watch(tenantId: string, type: string | null | undefined): AsyncIterable<ErrorPattern> {
     const only = type === null || type === undefined ? null : checkLabel(type, 'type', 100);
-    return subscribeTopic<ErrorPattern>(this.bus, tenantId, ERROR_REPORTED, (pattern) => only === null || pattern.type === only);
+    return subscribeTopic(this.bus, tenantId, ERROR_REPORTED, (pattern) => only === null || pattern.type === only);
   }
 }

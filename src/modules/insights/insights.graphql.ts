@@ -1,6 +1,5 @@
 import { builder } from '../../graphql/builder.js';
 import { live, untilRevoked } from '../../graphql/live.js';
-import { principalOf } from '../../graphql/principal.js';
 import { type Insight, PRIORITIES, reviveInsight } from './insights.service.js';
 
 export const PriorityEnum = builder.enumType('Priority', {
@@ -41,7 +40,7 @@ const AddInsightInput = builder.inputType('AddInsightInput', {
 });
 
 builder.queryFields((t) => ({
-  insights: t.field({
+  insights: t.withAuth({ authenticated: true }).field({
     type: [InsightRef],
     description: 'Insights, newest first. Any valid token',
     args: {
@@ -50,39 +49,35 @@ builder.queryFields((t) => ({
       actedUpon: t.arg.boolean({ description: 'true: only those acted upon; false: only open ones; unset: both' }),
       first: t.arg.int({ defaultValue: 100, description: 'How many, 1 to 1000' }),
     },
-    authScopes: { authenticated: true },
-    resolve: (_root, args, context) => context.services.insights.list(principalOf(context).tenantId, args),
+    resolve: (_root, args, context) => context.services.insights.list(context.principal.tenantId, args),
   }),
 }));
 
 builder.mutationFields((t) => ({
-  addInsight: t.field({
+  addInsight: t.withAuth({ agent: true, admin: true }).field({
     type: InsightRef,
     description: 'Shares an insight with the fleet; sourceAgentId is the calling agent (null for an admin). AGENT or ADMIN',
     args: { input: t.arg({ type: AddInsightInput, required: true, description: 'The insight' }) },
-    authScopes: { agent: true, admin: true },
     resolve: (_root, { input }, context) => {
-      const principal = principalOf(context);
+      const { principal } = context;
       return context.services.insights.add(principal.tenantId, principal.agentId, input);
     },
   }),
-  markInsightActedUpon: t.field({
+  markInsightActedUpon: t.withAuth({ agent: true, admin: true }).field({
     type: InsightRef,
     description: 'Marks an insight acted upon; marking it again keeps the first actedUponAt. An unknown id is NOT_FOUND. AGENT or ADMIN',
     args: { id: t.arg.id({ required: true, description: "The insight's id" }) },
-    authScopes: { agent: true, admin: true },
-    resolve: (_root, args, context) => context.services.insights.markActedUpon(principalOf(context).tenantId, String(args.id)),
+    resolve: (_root, args, context) => context.services.insights.markActedUpon(context.principal.tenantId, String(args.id)),
   }),
 }));
 
 builder.subscriptionFields((t) => ({
-  insightAdded: t.field({
+  insightAdded: t.withAuth({ authenticated: true }).field({
     type: InsightRef,
     description: 'Each insight as it is added (from now on: nothing is replayed). Any valid token',
     args: { minPriority: t.arg({ type: PriorityEnum, description: 'Only insights at or above this priority' }) },
-    authScopes: { authenticated: true },
     subscribe: (_root, args, context) =>
-      untilRevoked(context, context.services.insights.watch(principalOf(context).tenantId, args.minPriority)),
+      untilRevoked(context, context.services.insights.watch(context.principal.tenantId, args.minPriority)),
     resolve: live(reviveInsight),
   }),
 }));

@@ -3,8 +3,10 @@ import type { DatabaseHandle } from '../../db/client.js';
 import { badInput, notFound } from '../../domain/errors.js';
 import { checkFirst, checkLabel } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
-import { publishTopic, subscribeTopic } from '../../events/topics.js';
-import { encodeValue } from '../entries/entries.sql.js';
+import { publishTopic, subscribeTopic, topic } from '../../events/topics.js';
+import { encodeSmallJson } from '../../domain/values.js';
+import type { RawRow } from '../../db/rows.js';
+import type { insights } from '../../db/schema.js';
 
 /** In rising order, as the PostgreSQL enum `priority` declares them (so `>=` compares ranks). */
 export const PRIORITIES = ['LOW', 'MEDIUM', 'HIGH', 'CRITICAL'] as const;
@@ -26,20 +28,14 @@ export interface AddInsightInput {
   priority?: Priority | null;
 }
 
-export const INSIGHT_ADDED = 'insightAdded';
-const MAX_CONTENT_BYTES = 65_536;
+export const INSIGHT_ADDED = topic<Insight>('insightAdded');
 /** Insight ids are bigint identities: at most 19 digits. */
 const ID = /^[1-9]\d{0,18}$/;
 
-interface InsightRow {
-  id: string;
-  type: string;
-  content: unknown;
-  priority: Priority;
-  source_agent_id: string | null;
-  created_at: string | Date;
-  acted_upon_at: string | Date | null;
-}
+type InsightRow = Pick<
+  RawRow<typeof insights>,
+  'id' | 'type' | 'content' | 'priority' | 'source_agent_id' | 'created_at' | 'acted_upon_at'
+>;
 
 const COLUMNS = sql.raw('id::text AS id, type, content, priority, source_agent_id, created_at, acted_upon_at');
 
@@ -73,9 +69,7 @@ export class InsightsService {
   async add(tenantId: string, sourceAgentId: string | null, input: AddInsightInput): Promise<Insight> {
     const type = checkLabel(input.type, 'type', 100);
     if (input.content === null || input.content === undefined) throw badInput('content', 'content is required');
-    const content = encodeValue(input.content, 'content');
-    if (Buffer.byteLength(content) > MAX_CONTENT_BYTES)
-      throw badInput('content', `content must be at most ${MAX_CONTENT_BYTES} bytes as JSON`);
+    const content = encodeSmallJson(input.content, 'content');
     const priority = input.priority ?? 'MEDIUM';
     if (!PRIORITIES.includes(priority)) throw badInput('priority', `priority must be one of ${PRIORITIES.join(', ')}`);
     const [row] = await this.database.rows<InsightRow>(sql`
@@ -127,6 +121,6 @@ export class InsightsService {
   watch(tenantId: string, minPriority: Priority | null | undefined): AsyncIterable<Insight> {
     const least = minPriority === null || minPriority === undefined ? 0 : rank(minPriority);
     if (least < 0) throw badInput('minPriority', `minPriority must be one of ${PRIORITIES.join(', ')}`);
-    return subscribeTopic<Insight>(this.bus, tenantId, INSIGHT_ADDED, (insight) => rank(insight.priority) >= least);
+    return subscribeTopic(this.bus, tenantId, INSIGHT_ADDED, (insight) => rank(insight.priority) >= least);
   }
 }

@@ -1,6 +1,5 @@
 import { builder } from '../../graphql/builder.js';
 import { live, untilRevoked } from '../../graphql/live.js';
-import { principalOf } from '../../graphql/principal.js';
 import {
   DEFAULT_WINDOW_HOURS,
   MAX_SERIES_BUCKETS,
@@ -69,7 +68,7 @@ const MetricInput = builder.inputType('MetricInput', {
 const id = (value: string | number | null | undefined) => (value === null || value === undefined ? value : String(value));
 
 builder.queryFields((t) => ({
-  metricSummary: t.field({
+  metricSummary: t.withAuth({ authenticated: true }).field({
     type: [MetricSummaryRef],
     description: `Count, min, max, mean, percentiles and last value per metric (and agent, with groupByAgent) over the points since \`since\` (default: the last ${DEFAULT_WINDOW_HOURS} hours), by name. Any valid token`,
     args: {
@@ -78,11 +77,9 @@ builder.queryFields((t) => ({
       since: t.arg({ type: 'DateTime', description: 'Start of the window; never further back than metricsRetentionHours' }),
       groupByAgent: t.arg.boolean({ defaultValue: false, description: 'One summary per metric and agent instead of per metric' }),
     },
-    authScopes: { authenticated: true },
-    resolve: (_root, args, context) =>
-      context.services.metrics.summary(principalOf(context).tenantId, { ...args, agentId: id(args.agentId) }),
+    resolve: (_root, args, context) => context.services.metrics.summary(context.principal.tenantId, { ...args, agentId: id(args.agentId) }),
   }),
-  metricSeries: t.field({
+  metricSeries: t.withAuth({ authenticated: true }).field({
     type: [MetricPointRef],
     description: `A metric over time: its non-empty buckets of bucketSeconds since \`since\` (default: the last ${DEFAULT_WINDOW_HOURS} hours), oldest first. A window of more than ${MAX_SERIES_BUCKETS} buckets is BAD_USER_INPUT. Any valid token`,
     args: {
@@ -91,9 +88,7 @@ builder.queryFields((t) => ({
       since: t.arg({ type: 'DateTime', description: 'Start of the window; never further back than metricsRetentionHours' }),
       bucketSeconds: t.arg.int({ defaultValue: 60, description: 'Bucket width in seconds, 1 to 31622400 (366 days)' }),
     },
-    authScopes: { authenticated: true },
-    resolve: (_root, args, context) =>
-      context.services.metrics.series(principalOf(context).tenantId, { ...args, agentId: id(args.agentId) }),
+    resolve: (_root, args, context) => context.services.metrics.series(context.principal.tenantId, { ...args, agentId: id(args.agentId) }),
   }),
 }));
 
@@ -114,18 +109,17 @@ builder.mutationFields((t) => ({
 }));
 
 builder.subscriptionFields((t) => ({
-  metricRecorded: t.field({
+  metricRecorded: t.withAuth({ authenticated: true }).field({
     type: MetricRef,
     description: 'Each point as it is recorded (from now on: nothing is replayed). Any valid token',
     args: {
       name: t.arg.string({ description: 'Only this metric' }),
       agentId: t.arg.id({ description: 'Only the points of this agent (registered, else BAD_USER_INPUT)' }),
     },
-    authScopes: { authenticated: true },
     subscribe: async (_root, args, context) =>
       untilRevoked(
         context,
-        await context.services.metrics.watch(principalOf(context).tenantId, { name: args.name, agentId: id(args.agentId) }),
+        await context.services.metrics.watch(context.principal.tenantId, { name: args.name, agentId: id(args.agentId) }),
       ),
     resolve: live(reviveMetric),
   }),

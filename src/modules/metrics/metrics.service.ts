@@ -4,9 +4,9 @@ import type { DatabaseHandle } from '../../db/client.js';
 import { badInput, StatehouseError } from '../../domain/errors.js';
 import { checkAgentId, checkLabel } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
-import { publishTopic, subscribeTopic } from '../../events/topics.js';
-import { encodeValue } from '../entries/entries.sql.js';
+import { publishTopic, subscribeTopic, topic } from '../../events/topics.js';
 import type { ConfigService } from '../tenants/config.service.js';
+import { encodeValue } from '../../domain/values.js';
 
 export interface MetricInput {
   name: string;
@@ -48,7 +48,7 @@ export interface MetricPoint {
   max: number;
 }
 
-export const METRIC_RECORDED = 'metricRecorded';
+export const METRIC_RECORDED = topic<Metric>('metricRecorded');
 
 /** Fleet reads look this far back when no `since` is given. */
 export const DEFAULT_WINDOW_HOURS = 24;
@@ -134,10 +134,10 @@ function checkPoint(metric: MetricInput, now: number, retentionHours: number) {
 /** Metric points reported by agents; summaries and series are aggregated in SQL. */
 export class MetricsService {
   constructor(
-    private readonly database: DatabaseHandle,
-    private readonly access: AccessService,
-    private readonly config: ConfigService,
-    private readonly bus: EventBus,
+    private readonly database: Pick<DatabaseHandle, 'rows'>,
+    private readonly access: Pick<AccessService, 'agentExists'>,
+    private readonly config: Pick<ConfigService, 'get'>,
+    private readonly bus: Pick<EventBus, 'publish' | 'on'>,
   ) {}
 
   /**
@@ -241,7 +241,7 @@ export class MetricsService {
   async watch(tenantId: string, filter: { name?: string | null; agentId?: string | null }): Promise<AsyncIterable<Metric>> {
     const name = filter.name ? checkLabel(filter.name, 'name') : null;
     const agentId = filter.agentId ? await this.checkAgent(tenantId, filter.agentId) : null;
-    return subscribeTopic<Metric>(
+    return subscribeTopic(
       this.bus,
       tenantId,
       METRIC_RECORDED,

@@ -3,7 +3,6 @@ import type { NamespaceAccess, NamespaceSettings } from '../../auth/access.js';
 import { badInput, forbidden, unreachableNamespace } from '../../domain/errors.js';
 import { checkAgentId, checkNamespace } from '../../domain/names.js';
 import { builder, type SchemaTypes } from '../../graphql/builder.js';
-import { principalOf } from '../../graphql/principal.js';
 import type { AccessGrant } from './namespaces.service.js';
 import { refusedTo } from '../../graphql/refusals.js';
 
@@ -77,10 +76,9 @@ const NamespaceRef = builder.objectRef<NamespaceSettings>('Namespace').implement
       description: 'Its live entries: neither deleted nor expired',
       resolve: (namespace, _args, context) => context.loaders.entryCount.load(namespace.name),
     }),
-    grants: t.field({
+    grants: t.withAuth({ admin: true }).field({
       type: [AccessGrantRef],
       description: "The agents' explicit grants on it, by agent id. ADMIN only (FORBIDDEN for others)",
-      authScopes: { admin: true },
       unauthorizedError: refusedTo('read grants'),
       resolve: (namespace, _args, context) => context.loaders.grants.load(namespace.name),
     }),
@@ -154,12 +152,11 @@ const RevokeAccessInput = builder.inputType('RevokeAccessInput', {
 });
 
 builder.queryFields((t) => ({
-  namespaces: t.field({
+  namespaces: t.withAuth({ authenticated: true }).field({
     type: [NamespaceRef],
     description: 'The namespaces the caller can read, with their settings. Any valid token',
-    authScopes: { authenticated: true },
     resolve: async (_root, _args, context) => {
-      const principal = principalOf(context);
+      const { principal } = context;
       const [reachable, settings] = await Promise.all([
         context.services.access.reachable(principal),
         context.services.access.namespaces(principal.tenantId),
@@ -167,17 +164,16 @@ builder.queryFields((t) => ({
       return reachable.flatMap(({ namespace }) => settings.get(namespace) ?? []);
     },
   }),
-  namespace: t.field({
+  namespace: t.withAuth({ authenticated: true }).field({
     type: NamespaceRef,
     nullable: true,
     description:
       'One namespace with its settings; null when it does not exist or the caller cannot read it (an agent gets FORBIDDEN in both cases)',
     args: { name: t.arg.string({ required: true, description: "The namespace's name" }) },
-    authScopes: { authenticated: true },
     // Not the namespaceRead scope: a missing namespace is null here, not an error — except for an
     // agent, to whom missing and forbidden answer alike.
     resolve: async (_root, args, context) => {
-      const principal = principalOf(context);
+      const { principal } = context;
       const name = checkNamespace(args.name, 'name');
       const { access } = context.services;
       if (!(await access.canRead(principal, name))) {
@@ -187,14 +183,13 @@ builder.queryFields((t) => ({
       return (await access.namespace(principal.tenantId, name)) ?? null;
     },
   }),
-  namespacesForAgent: t.field({
+  namespacesForAgent: t.withAuth({ authenticated: true }).field({
     type: [NamespaceAccessRef],
     description:
       'Every namespace the agent can reach, with its permission, `common` and `system` included. ADMIN and READER for any agent; an AGENT only for itself (else FORBIDDEN). An unregistered agent is BAD_USER_INPUT',
     args: { agentId: t.arg.id({ required: true, description: 'A registered agent' }) },
-    authScopes: { authenticated: true },
     resolve: async (_root, args, context) => {
-      const principal = principalOf(context);
+      const { principal } = context;
       const agentId = checkAgentId(String(args.agentId), 'agentId');
       if (principal.role === 'AGENT' && principal.agentId !== agentId) throw forbidden('An agent may ask only about its own namespaces');
       const { access } = context.services;
@@ -205,46 +200,41 @@ builder.queryFields((t) => ({
 }));
 
 builder.mutationFields((t) => ({
-  createNamespace: t.field({
+  createNamespace: t.withAuth({ admin: true }).field({
     type: NamespaceRef,
     description: 'Creates a namespace. ADMIN only',
     args: { input: t.arg({ type: CreateNamespaceInput, required: true, description: 'Its name and settings' }) },
-    authScopes: { admin: true },
     unauthorizedError: refusedTo('create namespaces'),
-    resolve: (_root, { input }, context) => context.services.namespaces.create(principalOf(context).tenantId, input),
+    resolve: (_root, { input }, context) => context.services.namespaces.create(context.principal.tenantId, input),
   }),
-  updateNamespace: t.field({
+  updateNamespace: t.withAuth({ admin: true }).field({
     type: NamespaceRef,
     description: "Changes a namespace's settings; access changes apply at once, to open subscriptions too. ADMIN only",
     args: { input: t.arg({ type: UpdateNamespaceInput, required: true, description: 'The namespace and the settings to change' }) },
-    authScopes: { admin: true },
     unauthorizedError: refusedTo('change namespaces'),
-    resolve: (_root, { input }, context) => context.services.namespaces.update(principalOf(context).tenantId, input),
+    resolve: (_root, { input }, context) => context.services.namespaces.update(context.principal.tenantId, input),
   }),
-  deleteNamespace: t.boolean({
+  deleteNamespace: t.withAuth({ admin: true }).boolean({
     description:
       'Deletes a namespace with its entries, change log and grants; false when there was no such namespace. `common` and `system` cannot be deleted (BAD_USER_INPUT). ADMIN only',
     args: { name: t.arg.string({ required: true, description: "The namespace's name" }) },
-    authScopes: { admin: true },
     unauthorizedError: refusedTo('delete namespaces'),
-    resolve: (_root, args, context) => context.services.namespaces.delete(principalOf(context).tenantId, args.name),
+    resolve: (_root, args, context) => context.services.namespaces.delete(context.principal.tenantId, args.name),
   }),
-  grantAccess: t.field({
+  grantAccess: t.withAuth({ admin: true }).field({
     type: AccessGrantRef,
     description: 'Gives an agent an explicit permission on a namespace, or changes it; effective at once. ADMIN only',
     args: { input: t.arg({ type: GrantAccessInput, required: true, description: 'The namespace, the agent and the permission' }) },
-    authScopes: { admin: true },
     unauthorizedError: refusedTo('grant access'),
     resolve: (_root, { input }, context) =>
-      context.services.namespaces.grant(principalOf(context).tenantId, { ...input, agentId: String(input.agentId) }),
+      context.services.namespaces.grant(context.principal.tenantId, { ...input, agentId: String(input.agentId) }),
   }),
-  revokeAccess: t.boolean({
+  revokeAccess: t.withAuth({ admin: true }).boolean({
     description:
       "Removes an agent's grant; false when there was none. Effective at once: the agent's subscriptions that lose access end with FORBIDDEN. ADMIN only",
     args: { input: t.arg({ type: RevokeAccessInput, required: true, description: 'The namespace and the agent' }) },
-    authScopes: { admin: true },
     unauthorizedError: refusedTo('revoke access'),
     resolve: (_root, { input }, context) =>
-      context.services.namespaces.revoke(principalOf(context).tenantId, { ...input, agentId: String(input.agentId) }),
+      context.services.namespaces.revoke(context.principal.tenantId, { ...input, agentId: String(input.agentId) }),
   }),
 }));

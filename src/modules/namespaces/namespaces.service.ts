@@ -6,6 +6,7 @@ import { badInput, notFound } from '../../domain/errors.js';
 import { checkSchema, validateValue } from '../../domain/json-schema.js';
 import { checkAgentId, checkNamespace } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
+import { MAX_TTL_SECONDS } from '../../domain/values.js';
 
 export interface NamespaceInput {
   name: string;
@@ -24,8 +25,6 @@ export interface AccessGrant {
   permission: Permission;
   grantedAt: Date;
 }
-
-const MAX_TTL_SECONDS = 10 * 365 * 24 * 3600;
 
 /** The namespaces every tenant has (API contract §2, rules 1 and 2). */
 export const BUILT_IN_NAMESPACES = [
@@ -59,6 +58,16 @@ function checkSettings(input: NamespaceInput, current?: NamespaceSettings): void
 const json = (value: unknown) => (value === null || value === undefined ? null : JSON.stringify(value));
 
 /** Namespaces and grants. Every change publishes an `access` event: caches everywhere recompute. */
+/** Values of sensitive namespaces cannot be read or written without the key: say so at start, not at the first read. */
+export async function refuseSensitiveWithoutKey(database: Pick<DatabaseHandle, 'rows'>): Promise<void> {
+  const [row] = await database.rows<{ name: string }>(sql`SELECT tenant_id || '/' || name AS name FROM namespaces WHERE sensitive LIMIT 1`);
+  if (row) {
+    throw new Error(
+      `Namespace ${row.name} is sensitive and STATEHOUSE_ENCRYPTION_KEY is not set: set the key its values were encrypted with (64 hex characters)`,
+    );
+  }
+}
+
 export class NamespacesService {
   constructor(
     private readonly database: DatabaseHandle,
@@ -107,12 +116,12 @@ export class NamespacesService {
     checkNamespace(name, 'name');
     if (name === COMMON || name === SYSTEM) throw badInput('name', `Namespace ${name} always exists and cannot be deleted`);
     const rows = await this.database.rows(sql`DELETE FROM namespaces WHERE tenant_id = ${tenantId} AND name = ${name} RETURNING name`);
-    if (rows.length > 0) await this.bus.publish({ type: 'access', tenantId });
+    if (rows.length > 0) await this.bus.invalidate({ type: 'access', tenantId });
     return rows.length > 0;
   }
 
   private async changed(tenantId: string, name: string): Promise<NamespaceSettings> {
-    await this.bus.publish({ type: 'access', tenantId });
+    await this.bus.invalidate({ type: 'access', tenantId });
     const settings = await this.access.namespace(tenantId, name);
     if (!settings) throw notFound(`Namespace ${name} does not exist`);
     return settings;
@@ -128,7 +137,7 @@ export class NamespacesService {
       INSERT INTO grants (tenant_id, namespace, agent_id, permission) VALUES (${tenantId}, ${namespace}, ${agentId}, ${permission})
       ON CONFLICT (tenant_id, namespace, agent_id) DO UPDATE SET permission = excluded.permission, granted_at = now()
       RETURNING granted_at`);
-    await this.bus.publish({ type: 'access', tenantId });
+    await this.bus.invalidate({ type: 'access', tenantId });
     return { namespace, agentId, permission, grantedAt: new Date(row?.granted_at ?? Date.now()) };
   }
 
@@ -137,7 +146,7 @@ export class NamespacesService {
     const agentId = checkAgentId(input.agentId, 'agentId');
     const rows = await this.database.rows(sql`
       DELETE FROM grants WHERE tenant_id = ${tenantId} AND namespace = ${namespace} AND agent_id = ${agentId} RETURNING agent_id`);
-    await this.bus.publish({ type: 'access', tenantId });
+    await this.bus.invalidate({ type: 'access', tenantId });
     return rows.length > 0;
   }
 

@@ -1,5 +1,4 @@
 import { builder } from '../../graphql/builder.js';
-import { principalOf } from '../../graphql/principal.js';
 import { MAX_OPTIMIZATIONS, type OptimizationRecord } from './optimizations.service.js';
 
 const OptimizationRecordRef = builder.objectRef<OptimizationRecord>('OptimizationRecord').implement({
@@ -28,7 +27,7 @@ const RecordOptimizationInput = builder.inputType('RecordOptimizationInput', {
 });
 
 builder.queryFields((t) => ({
-  optimizations: t.field({
+  optimizations: t.withAuth({ authenticated: true }).field({
     type: [OptimizationRecordRef],
     description: `Optimization records, newest first, at most ${MAX_OPTIMIZATIONS}. Any valid token`,
     args: {
@@ -36,19 +35,17 @@ builder.queryFields((t) => ({
       since: t.arg({ type: 'DateTime', description: 'Only records from this time on; unset: all' }),
       successOnly: t.arg.boolean({ defaultValue: false, description: 'Only those that worked' }),
     },
-    authScopes: { authenticated: true },
-    resolve: (_root, args, context) => context.services.optimizations.list(principalOf(context).tenantId, args),
+    resolve: (_root, args, context) => context.services.optimizations.list(context.principal.tenantId, args),
   }),
 }));
 
 builder.mutationFields((t) => ({
-  recordOptimization: t.field({
+  recordOptimization: t.withAuth({ agent: true, admin: true }).field({
     type: OptimizationRecordRef,
     description: 'Records an optimization; sourceAgentId is the calling agent (null for an admin). AGENT or ADMIN',
     args: { input: t.arg({ type: RecordOptimizationInput, required: true, description: 'The record' }) },
-    authScopes: { agent: true, admin: true },
     resolve: (_root, { input }, context) => {
-      const principal = principalOf(context);
+      const { principal } = context;
       return context.services.optimizations.record(principal.tenantId, principal.agentId, input);
     },
   }),

@@ -2,7 +2,9 @@ import { sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../../db/client.js';
 import { badInput } from '../../domain/errors.js';
 import { checkLabel } from '../../domain/names.js';
-import { encodeValue } from '../entries/entries.sql.js';
+import { encodeSmallJson } from '../../domain/values.js';
+import type { RawRow } from '../../db/rows.js';
+import type { optimizations } from '../../db/schema.js';
 
 export interface OptimizationRecord {
   id: string;
@@ -23,22 +25,15 @@ export interface RecordOptimizationInput {
   success: boolean;
 }
 
-const MAX_STATE_BYTES = 65_536;
 const MAX_DESCRIPTION_LENGTH = 2_000;
 /** The most records one `optimizations` answers, newest first. */
 export const MAX_OPTIMIZATIONS = 1_000;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
-interface OptimizationRow {
-  id: string;
-  type: string;
-  description: string | null;
-  before: unknown;
-  after: unknown;
-  success: boolean;
-  source_agent_id: string | null;
-  at: string | Date;
-}
+type OptimizationRow = Pick<
+  RawRow<typeof optimizations>,
+  'id' | 'type' | 'description' | 'before' | 'after' | 'success' | 'source_agent_id' | 'at'
+>;
 
 const COLUMNS = sql.raw('id::text AS id, type, description, before, after, success, source_agent_id, at');
 
@@ -55,9 +50,7 @@ const toRecord = (row: OptimizationRow): OptimizationRecord => ({
 
 function encodeState(value: unknown, field: string): string | null {
   if (value === null || value === undefined) return null;
-  const text = encodeValue(value, field);
-  if (Buffer.byteLength(text) > MAX_STATE_BYTES) throw badInput(field, `${field} must be at most ${MAX_STATE_BYTES} bytes as JSON`);
-  return text;
+  return encodeSmallJson(value, field);
 }
 
 /** What agents tried to improve, with the state before and after and whether it worked. */

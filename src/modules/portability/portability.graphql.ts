@@ -1,5 +1,4 @@
 import { builder } from '../../graphql/builder.js';
-import { principalOf } from '../../graphql/principal.js';
 import { auditSensitiveRead } from '../audit/audit.graphql.js';
 import { refusedTo } from '../../graphql/refusals.js';
 
@@ -12,15 +11,14 @@ const ImportMode = builder.enumType('ImportMode', {
 });
 
 builder.queryFields((t) => ({
-  exportState: t.field({
+  exportState: t.withAuth({ admin: true }).field({
     type: 'JSON',
     description:
       'A JSON document of namespaces with their settings and live entries (values decrypted): { format: "statehouse-export", version: 1, exportedAt, namespaces: [{ name, description, openAccess, sensitive, schema, defaultValue, defaultTtlSeconds, historyLimit, entries: [{ scope, key, value, expiresAt }] }] }. History and grants are not included. ADMIN only',
     args: { namespaces: t.arg.stringList({ description: 'The namespaces to export; unset: all. Names that do not exist are left out' }) },
-    authScopes: { admin: true },
     unauthorizedError: refusedTo('export state'),
     resolve: async (_root, args, context) => {
-      const exported = await context.services.portability.export(principalOf(context).tenantId, args.namespaces);
+      const exported = await context.services.portability.export(context.principal.tenantId, args.namespaces);
       for (const ns of exported.namespaces) if (ns.sensitive && ns.entries.length > 0) auditSensitiveRead(context, ns.name);
       return exported;
     },
@@ -28,7 +26,7 @@ builder.queryFields((t) => ({
 }));
 
 builder.mutationFields((t) => ({
-  importState: t.boolean({
+  importState: t.withAuth({ admin: true }).boolean({
     description:
       'Brings back an exportState document in one transaction: all or nothing, every change under one revision. Namespaces not in it are never touched; an existing namespace keeps its sensitivity. Values obey the size limit and quotas, as writes do. ADMIN only',
     args: {
@@ -39,8 +37,7 @@ builder.mutationFields((t) => ({
       }),
       mode: t.arg({ type: ImportMode, defaultValue: 'MERGE', description: 'MERGE, or REPLACE the entries of the namespaces it holds' }),
     },
-    authScopes: { admin: true },
     unauthorizedError: refusedTo('import state'),
-    resolve: (_root, args, context) => context.services.portability.import(principalOf(context), args.data, args.mode ?? 'MERGE'),
+    resolve: (_root, args, context) => context.services.portability.import(context.principal, args.data, args.mode ?? 'MERGE'),
   }),
 }));

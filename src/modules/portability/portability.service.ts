@@ -4,10 +4,11 @@ import { actorOf, type Principal } from '../../auth/principal.js';
 import type { DatabaseHandle } from '../../db/client.js';
 import { badInput, StatehouseError } from '../../domain/errors.js';
 import { checkSchema, validateValue } from '../../domain/json-schema.js';
-import { checkKey, checkNamespace, checkScope } from '../../domain/names.js';
+import { checkKey, checkNamespace, checkScope, GLOBAL_SCOPE } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
-import { ValuePolicy } from '../entries/entries.policy.js';
-import { CURRENT_REVISION, encodeValue, MAX_TTL_SECONDS, tenantLockName } from '../entries/entries.sql.js';
+import type { ValuePolicy } from '../entries/entries.policy.js';
+import { CURRENT_REVISION, tenantLockName } from '../entries/entries.store.js';
+import { encodeValue, MAX_TTL_SECONDS } from '../../domain/values.js';
 
 export const EXPORT_FORMAT = 'statehouse-export';
 
@@ -51,7 +52,7 @@ export class PortabilityService {
     private readonly database: DatabaseHandle,
     private readonly access: AccessService,
     private readonly bus: EventBus,
-    private readonly policy = new ValuePolicy(),
+    private readonly policy: ValuePolicy,
   ) {}
 
   async export(tenantId: string, names: readonly string[] | null | undefined): Promise<Export> {
@@ -174,8 +175,8 @@ export class PortabilityService {
       }
       return written.map((row) => row.revision).find((r) => r !== null) ?? null;
     });
-    await this.bus.publish({ type: 'access', tenantId });
-    if (revision !== null) void this.bus.publish({ type: 'changes', tenantId, revision });
+    await this.bus.invalidate({ type: 'access', tenantId });
+    if (revision !== null) this.bus.publish({ type: 'changes', tenantId, revision });
     return true;
   }
 
@@ -221,7 +222,7 @@ export class PortabilityService {
         entries: entries.flatMap((entry: unknown, entryIndex: number) => {
           const where = `${at}.entries[${entryIndex}]`;
           if (!isObject(entry)) throw badInput(where, `${where} must be an object`);
-          const scope = checkScope(String(entry.scope ?? 'global'), `${where}.scope`);
+          const scope = checkScope(String(entry.scope ?? GLOBAL_SCOPE), `${where}.scope`);
           const key = checkKey(String(entry.key ?? ''), `${where}.key`);
           if (keys.has(`${scope}\u001f${key}`)) throw badInput(`${where}.key`, `${scope}/${key} appears twice in ${name}`);
           keys.add(`${scope}\u001f${key}`);

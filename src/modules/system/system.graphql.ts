@@ -1,10 +1,10 @@
 import { SYSTEM } from '../../auth/access.js';
 import { builder } from '../../graphql/builder.js';
-import { principalOf } from '../../graphql/principal.js';
 import type { SystemOverview } from './system.service.js';
+import { GLOBAL_SCOPE } from '../../domain/names.js';
 
 /** The system state lives in an ordinary entry, so the access rule and the change feed apply to it. */
-const STATE = { namespace: SYSTEM, key: 'state', scope: 'global' };
+const STATE = { namespace: SYSTEM, key: 'state', scope: GLOBAL_SCOPE };
 
 const SystemOverviewRef = builder.objectRef<SystemOverview>('SystemOverview').implement({
   description: "The fleet's vital signs in one query",
@@ -23,19 +23,17 @@ const SystemOverviewRef = builder.objectRef<SystemOverview>('SystemOverview').im
 });
 
 builder.queryFields((t) => ({
-  systemState: t.field({
+  systemState: t.withAuth({ namespaceRead: SYSTEM }).field({
     type: 'JSON',
     description:
       'The value of the entry system/global/state: shared state of the whole fleet; {} when unset. Needs READ on `system` (every token has it)',
-    authScopes: { namespaceRead: SYSTEM },
-    resolve: async (_root, _args, context) => (await context.services.entries.get(principalOf(context).tenantId, STATE))?.value ?? {},
+    resolve: async (_root, _args, context) => (await context.services.entries.get(context.principal.tenantId, STATE))?.value ?? {},
   }),
-  systemOverview: t.field({
+  systemOverview: t.withAuth({ authenticated: true }).field({
     type: SystemOverviewRef,
     description: 'One cheap query a dashboard can poll every second. Any valid token; counts only what the caller can read',
-    authScopes: { authenticated: true },
     resolve: async (_root, _args, context) => {
-      const principal = principalOf(context);
+      const { principal } = context;
       // ADMIN and READER read every namespace of their tenant; an agent, those the access rule lets it.
       const namespaces =
         principal.role === 'AGENT' ? (await context.services.access.reachable(principal)).map((access) => access.namespace) : null;
@@ -45,13 +43,12 @@ builder.queryFields((t) => ({
 }));
 
 builder.mutationFields((t) => ({
-  updateSystemState: t.field({
+  updateSystemState: t.withAuth({ namespaceWrite: SYSTEM }).field({
     type: 'JSON',
     description:
       'Applies an RFC 7396 merge patch to system/global/state, as patchEntry does (a change in the log, seen by entryChanged), and returns the new value. ADMIN, or an agent with a WRITE grant on `system`',
     args: { patch: t.arg({ type: 'JSON', required: true, description: 'The merge patch: members replace, null members remove' }) },
-    authScopes: { namespaceWrite: SYSTEM },
     resolve: async (_root, args, context) =>
-      (await context.services.entries.patch(principalOf(context), { ...STATE, patch: args.patch })).value,
+      (await context.services.entries.patch(context.principal, { ...STATE, patch: args.patch })).value,
   }),
 }));

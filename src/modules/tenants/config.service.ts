@@ -3,6 +3,7 @@ import { sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../../db/client.js';
 import { badInput } from '../../domain/errors.js';
 import type { EventBus } from '../../events/bus.js';
+import { MAX_VALUE_BYTES } from '../../domain/values.js';
 
 /** A tenant's settings (API contract §5, Config), every one filled in. */
 export interface TenantConfig {
@@ -24,7 +25,7 @@ export interface TenantConfig {
 }
 
 /** The largest `limits.maxValueBytes` a tenant may set. */
-export const MAX_VALUE_BYTES_SETTING = 16 * 1_048_576;
+export const MAX_VALUE_BYTES_SETTING = 16 * MAX_VALUE_BYTES;
 
 const positive = (maximum: number) => ({ type: 'integer', minimum: 1, maximum });
 const optionalPositive = (maximum: number) => ({ type: ['integer', 'null'], minimum: 1, maximum });
@@ -72,7 +73,7 @@ export function defaultConfig(activeWindowSeconds: number): TenantConfig {
     activeWindowSeconds,
     metricsRetentionHours: 168,
     limits: {
-      maxValueBytes: 1_048_576,
+      maxValueBytes: MAX_VALUE_BYTES,
       maxCommitOperations: 500,
       maxMetricsPerCall: 1000,
       maxDepth: 12,
@@ -155,7 +156,7 @@ export class ConfigService {
       throw badInput(path || 'patch', `${path || 'patch'} ${reason}`);
     }
     await this.database.rows(sql`UPDATE tenants SET settings = ${JSON.stringify(overrides)}::jsonb WHERE id = ${tenantId}`);
-    await this.bus.publish({ type: 'access', tenantId });
+    await this.bus.invalidate({ type: 'access', tenantId });
     return merged as unknown as TenantConfig;
   }
 }

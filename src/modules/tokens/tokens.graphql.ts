@@ -1,5 +1,4 @@
 import { builder } from '../../graphql/builder.js';
-import { principalOf } from '../../graphql/principal.js';
 import type { TokenIssue } from './tokens.service.js';
 import { refusedTo } from '../../graphql/refusals.js';
 
@@ -42,20 +41,18 @@ const CreateTokenInput = builder.inputType('CreateTokenInput', {
 });
 
 builder.mutationFields((t) => ({
-  createToken: t.field({
+  createToken: t.withAuth({ admin: true }).field({
     type: TokenIssueRef,
     description: "Issues an ADMIN or READER token of the caller's tenant (shown once). ADMIN only",
     args: { input: t.arg({ type: CreateTokenInput, required: true, description: 'Its name and role' }) },
-    authScopes: { admin: true },
     unauthorizedError: refusedTo('create tokens'),
-    resolve: (_root, { input }, context) => context.services.tokens.create(principalOf(context).tenantId, input),
+    resolve: (_root, { input }, context) => context.services.tokens.create(context.principal.tenantId, input),
   }),
-  revokeToken: t.boolean({
+  revokeToken: t.withAuth({ admin: true }).boolean({
     description:
       'Stops a token at once on every gateway process, ending its open subscriptions (UNAUTHENTICATED); false when there was no such live token. ADMIN only',
     args: { id: t.arg.id({ required: true, description: "The token's id, as createToken returned it" }) },
-    authScopes: { admin: true },
     unauthorizedError: refusedTo('revoke tokens'),
-    resolve: (_root, args, context) => context.services.tokens.revoke(principalOf(context).tenantId, String(args.id)),
+    resolve: (_root, args, context) => context.services.tokens.revoke(context.principal.tenantId, String(args.id)),
   }),
 }));

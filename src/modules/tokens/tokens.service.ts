@@ -38,7 +38,7 @@ export class TokensService {
   async revoke(tenantId: string, id: string): Promise<boolean> {
     const rows = await this.database.rows(sql`
       UPDATE tokens SET revoked_at = now() WHERE tenant_id = ${tenantId} AND id = ${id} AND revoked_at IS NULL RETURNING id`);
-    if (rows.length > 0) await this.bus.publish({ type: 'tokens', tenantId });
+    if (rows.length > 0) await this.bus.invalidate({ type: 'tokens', tenantId });
     return rows.length > 0;
   }
 
@@ -74,7 +74,7 @@ export class TokensService {
         INSERT INTO tokens (id, tenant_id, name, role, hash, bootstrap)
         VALUES (${BOOTSTRAP_TOKEN_ID}, ${DEFAULT_TENANT}, 'bootstrap', 'ADMIN', ${hashToken(configured)}, true)
         ON CONFLICT (id) DO UPDATE SET hash = excluded.hash, revoked_at = NULL`);
-      await this.bus.publish({ type: 'tokens', tenantId: DEFAULT_TENANT });
+      await this.bus.invalidate({ type: 'tokens', tenantId: DEFAULT_TENANT });
       return undefined;
     }
     const token = generateToken();

@@ -1,6 +1,5 @@
 import type { Principal } from '../../auth/principal.js';
 import { builder } from '../../graphql/builder.js';
-import { principalOf } from '../../graphql/principal.js';
 import { AgentRef } from '../agents/agents.graphql.js';
 import { NamespaceAccessRef } from '../namespaces/namespaces.graphql.js';
 import { Role } from '../tokens/tokens.graphql.js';
@@ -26,10 +25,9 @@ const Viewer = builder.objectRef<Principal>('Viewer').implement({
 });
 
 builder.queryFields((t) => ({
-  viewer: t.field({
+  viewer: t.withAuth({ authenticated: true }).field({
     type: Viewer,
     description: 'The caller: its tenant, role, agent and reachable namespaces. Any valid token',
-    authScopes: { authenticated: true },
-    resolve: (_root, _args, context) => principalOf(context),
+    resolve: (_root, _args, context) => context.principal,
   }),
 }));

@@ -3,6 +3,7 @@ import type { CallToolResult, ToolAnnotations } from '@modelcontextprotocol/sdk/
 import * as z from 'zod';
 import { toolError } from './errors.js';
 import type { GraphQLResult } from './graphql.js';
+import { GLOBAL_SCOPE } from '../../domain/names.js';
 
 /** Runs one fixed GraphQL operation as the session's caller. */
 export type Run = (query: string, variables: Record<string, unknown>) => Promise<GraphQLResult<Record<string, any>>>;
@@ -132,7 +133,7 @@ export function registerTools(server: McpServer, run: Run): void {
     operation: (a) => ({
       query: `query($namespace: String!, $key: String!, $scope: String, $atRevision: Revision, $asOf: DateTime) {
         entry(namespace: $namespace, key: $key, scope: $scope, atRevision: $atRevision, asOf: $asOf) { ${ENTRY} } }`,
-      variables: { ...a, scope: a.scope ?? 'global' },
+      variables: { ...a, scope: a.scope ?? GLOBAL_SCOPE },
     }),
     result: (d) => ({ entry: d.entry }),
     summary: (r) => describeEntry(r.entry, 'No such entry (null).'),
@@ -154,7 +155,7 @@ export function registerTools(server: McpServer, run: Run): void {
     annotations: WRITE,
     operation: (a) => ({
       query: `mutation($input: SetEntryInput!) { setEntry(input: $input) { ${ENTRY} } }`,
-      variables: { input: { ...a, scope: a.scope ?? 'global' } },
+      variables: { input: { ...a, scope: a.scope ?? GLOBAL_SCOPE } },
     }),
     result: (d) => ({ entry: d.setEntry }),
     summary: (r) => `Wrote ${describeEntry(r.entry, '')}.`,
@@ -169,7 +170,7 @@ export function registerTools(server: McpServer, run: Run): void {
     annotations: WRITE,
     operation: (a) => ({
       query: `mutation($input: PatchEntryInput!) { patchEntry(input: $input) { ${ENTRY} } }`,
-      variables: { input: { ...a, scope: a.scope ?? 'global' } },
+      variables: { input: { ...a, scope: a.scope ?? GLOBAL_SCOPE } },
     }),
     result: (d) => ({ entry: d.patchEntry }),
     summary: (r) => `Patched ${describeEntry(r.entry, '')}.`,
@@ -184,7 +185,7 @@ export function registerTools(server: McpServer, run: Run): void {
     annotations: WRITE,
     operation: (a) => ({
       query: `mutation($input: IncrementEntryInput!) { incrementEntry(input: $input) { ${ENTRY} } }`,
-      variables: { input: { ...a, scope: a.scope ?? 'global' } },
+      variables: { input: { ...a, scope: a.scope ?? GLOBAL_SCOPE } },
     }),
     result: (d) => ({ entry: d.incrementEntry }),
     summary: (r) => `Now ${JSON.stringify(r.entry.value)} (${describeEntry(r.entry, '')}).`,
@@ -198,7 +199,7 @@ export function registerTools(server: McpServer, run: Run): void {
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
     operation: (a) => ({
       query: 'mutation($input: DeleteEntryInput!) { deleteEntry(input: $input) }',
-      variables: { input: { ...a, scope: a.scope ?? 'global' } },
+      variables: { input: { ...a, scope: a.scope ?? GLOBAL_SCOPE } },
     }),
     result: (d) => ({ deleted: d.deleteEntry }),
     summary: (r) => (r.deleted ? 'Deleted.' : 'There was nothing to delete.'),
@@ -249,7 +250,7 @@ export function registerTools(server: McpServer, run: Run): void {
     operation: (a) => ({
       query: `query($namespace: String!, $key: String!, $scope: String, $first: Int) {
         entryHistory(namespace: $namespace, key: $key, scope: $scope, first: $first) { version revision op value at actor } }`,
-      variables: { ...a, scope: a.scope ?? 'global', first: a.first ?? 50 },
+      variables: { ...a, scope: a.scope ?? GLOBAL_SCOPE, first: a.first ?? 50 },
     }),
     result: (d) => ({ versions: d.entryHistory }),
     summary: (r) => `${r.versions.length} versions, newest first.`,
@@ -263,7 +264,7 @@ export function registerTools(server: McpServer, run: Run): void {
     annotations: WRITE,
     operation: (a) => ({
       query: `mutation($input: RestoreEntryInput!) { restoreEntry(input: $input) { ${ENTRY} } }`,
-      variables: { input: { ...a, scope: a.scope ?? 'global' } },
+      variables: { input: { ...a, scope: a.scope ?? GLOBAL_SCOPE } },
     }),
     result: (d) => ({ entry: d.restoreEntry }),
     summary: (r) => `Restored: ${describeEntry(r.entry, '')}.`,

@@ -1,0 +1,130 @@
+import type { Server } from 'node:http';
+import { type DocumentNode, type ExecutionArgs, type ExecutionResult, GraphQLError } from 'graphql';
+import { CloseCode } from 'graphql-ws';
+import { useServer } from 'graphql-ws/use/ws';
+import type { YogaServerInstance } from 'graphql-yoga';
+import { WebSocketServer } from 'ws';
+import { authorizationOf, bearerToken, credentialsProblem } from '../auth/tokens.js';
+import type { Context, Services } from '../context.js';
+import { toGraphQLError } from '../graphql/errors.js';
+import { CONNECTION_INIT_TIMEOUT_MS, originPolicy, SocketLimits, TOO_MANY_CONNECTIONS } from '../guards/socket-limits.js';
+import { MAX_VALUE_BYTES_SETTING } from '../modules/tenants/config.service.js';
+import type { SharedSubscriptions, SubscriberSocket } from './fanout.js';
+
+/** What a WebSocket operation carries as its root value: its engine and, for fan-out, its socket and id. */
+interface SocketRoot {
+  execute: (args: ExecutionArgs) => unknown;
+  subscribe: (args: ExecutionArgs) => Promise<ExecutionResult | AsyncGenerator<ExecutionResult>>;
+  socket: SubscriberSocket;
+  id: string;
+}
+
+const isAsyncIterable = (value: unknown): value is AsyncGenerator<ExecutionResult> =>
+  typeof value === 'object' && value !== null && Symbol.asyncIterator in value;
+
+export interface WebSocketOptions {
+  server: Server;
+  yoga: YogaServerInstance<{ connectionParams?: Record<string, unknown> }, Context>;
+  services: Services;
+  shared: SharedSubscriptions;
+  /** Browser origins allowed to open a socket (as for CORS); none by default. */
+  corsOrigins?: string[];
+}
+
+/**
+ * GraphQL over WebSocket (graphql-ws) at /graphql on the HTTP server's port, through Yoga's envelop
+ * (one context factory, the same plugins), with the socket limits; subscriptions that can be shared
+ * join a fan-out group.
+ */
+export function serveWebSockets({ server, yoga, services, shared, corsOrigins }: WebSocketOptions) {
+  // Frames up to twice the largest value a tenant may allow; each tenant's own limit applies to the value itself.
+  // One message a turn of the event loop: a client's pipelined frames are answered in turn with everyone else's I/O.
+  const sockets = new WebSocketServer({
+    server,
+    path: '/graphql',
+    maxPayload: 2 * MAX_VALUE_BYTES_SETTING,
+    verifyClient: originPolicy(corsOrigins),
+    allowSynchronousEvents: false,
+  });
+  const socketLimits = new SocketLimits(services);
+  const socketServer = useServer<Record<string, unknown> | undefined>(
+    {
+      execute: (args) => (args.rootValue as SocketRoot).execute(args) as never,
+      // Every subscription is checked by the ordinary path; those that can be shared then join a fan-out group.
+      subscribe: async (args) => {
+        const root = args.rootValue as SocketRoot;
+        const result = await root.subscribe(args);
+        if (!isAsyncIterable(result)) return result;
+        const member = await shared.join(args, root.socket, root.id);
+        if (!member) return result;
+        await result.return(undefined);
+        return member;
+      },
+      connectionInitWaitTimeout: CONNECTION_INIT_TIMEOUT_MS,
+      // A token that is given but bad closes the socket with 4403; one too many for its token, with 4429.
+      onConnect: async ({ connectionParams, extra }) => {
+        const token = bearerToken(authorizationOf(connectionParams));
+        if (token === undefined) return socketLimits.admitWithoutToken(extra.socket, extra.request.socket.remoteAddress);
+        const principal = await services.authenticator.authenticate(token);
+        if (principal === null) {
+          extra.socket.close(CloseCode.Forbidden, credentialsProblem(token, 'socket'));
+          return false;
+        }
+        if (await socketLimits.admit(extra.socket, principal)) return true;
+        extra.socket.close(TOO_MANY_CONNECTIONS, 'Too many connections for this token');
+        return false;
+      },
+      onClose: ({ extra }) => socketLimits.release(extra.socket),
+      onSubscribe: async (ctx, id, payload) => {
+        const token = bearerToken(authorizationOf(ctx.connectionParams));
+        if (token === undefined) {
+          ctx.extra.socket.close(CloseCode.Unauthorized, credentialsProblem(token, 'socket'));
+          return [new GraphQLError('Unauthorized')];
+        }
+        const principal = await services.authenticator.authenticate(token);
+        const refused = principal && (await socketLimits.checkSubscriptions(principal, ctx.subscriptions, id));
+        if (refused) return [toGraphQLError(refused)];
+        const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
+          ...ctx,
+          connectionParams: ctx.connectionParams ?? {},
+          params: payload,
+        });
+        let document: DocumentNode;
+        try {
+          document = parse(payload.query);
+        } catch (error) {
+          // A document that does not parse is the caller's mistake: an error for this subscription, not a closed socket.
+          // One over a ceiling of document-limits keeps its QUERY_TOO_COMPLEX and limit.
+          if (!(error instanceof GraphQLError)) throw error;
+          const { code, limit } = error.extensions;
+          return [
+            new GraphQLError(error.message, { extensions: code === 'QUERY_TOO_COMPLEX' ? { code, limit } : { code: 'BAD_USER_INPUT' } }),
+          ];
+        }
+        const args = {
+          schema,
+          operationName: payload.operationName,
+          document,
+          variableValues: payload.variables,
+          contextValue: await contextFactory(),
+          rootValue: { execute, subscribe, socket: ctx.extra.socket, id } satisfies SocketRoot,
+        };
+        try {
+          const errors = validate(args.schema, args.document);
+          return errors.length > 0 ? errors : args;
+        } catch (error) {
+          // graphql-js 16 throws from some rules (a subscription's variable @include): the caller's mistake too.
+          if (!(error instanceof GraphQLError)) throw error;
+          return [new GraphQLError(error.message, { extensions: { code: 'BAD_USER_INPUT' } })];
+        }
+      },
+    },
+    sockets,
+  );
+  return {
+    /** Sockets open now. */
+    open: () => sockets.clients.size,
+    /** Closes every socket (their subscriptions complete). */
+    dispose: () => socketServer.dispose(),
+  };
+}
