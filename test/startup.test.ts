@@ -167,6 +167,13 @@ describe('npm start', { timeout: 120_000 }, () => {
       });
       expect(started.output()).toMatch(/listening on http:\/\/127\.0\.0\.1:\d+\/graphql \(2 worker processes\)/);
       const workers = () => [...started.output().matchAll(/"worker":(\d+),"msg":"worker listening"/g)].map((match) => Number(match[1]));
+      // Each worker logs from its own process: its line may reach the pipe after the primary's.
+      const listening = async (count: number) => {
+        const deadline = Date.now() + 30_000;
+        while (workers().length < count && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+        expect(workers()).toHaveLength(count);
+      };
+      await listening(2);
       expect(new Set(workers()).size).toBe(2);
       // A new connection for each request: the primary hands connections to the workers in turn.
       for (let i = 0; i < 10; i++) expect(await viewerRole(started.url, token, { connection: 'close' })).toMatchObject({ data: {} });
@@ -175,9 +182,7 @@ describe('npm start', { timeout: 120_000 }, () => {
 
       const [victim] = workers();
       process.kill(victim ?? 0, 'SIGKILL');
-      const deadline = Date.now() + 30_000;
-      while (workers().length < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
-      expect(workers()).toHaveLength(3);
+      await listening(3);
       expect(started.output()).toMatch(/a worker process exited; starting another/);
       for (let i = 0; i < 4; i++) expect(await viewerRole(started.url, token, { connection: 'close' })).toMatchObject({ data: {} });
 
