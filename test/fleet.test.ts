@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, eventually, type Gateway, startGateway, subscribe } from './support/gateway.js';
+import { ADMIN_TOKEN, attached, eventually, type Gateway, startGateway, subscribe } from './support/gateway.js';
 
 const HEARTBEAT = 'mutation($input: HeartbeatInput!) { heartbeat(input: $input) { id status active lastHeartbeatAt heartbeat } }';
 
@@ -29,7 +29,14 @@ describe('the fleet: agents, system state, overview, config and tenants', () => 
 
   it('tells subscribers of registrations and heartbeats, filtered by type', async () => {
     const sub = subscribe(gw.ws(reader), 'subscription { agentChanged(type: "scout") { id status } }');
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // A scout of the test's own sends the probes, and is gone before the overview counts the fleet.
+    const probe = await gw.registerAgent('scout-probe', [], { type: 'scout' });
+    await attached(
+      sub,
+      (kind) => gw.ok(probe, HEARTBEAT, { input: { status: kind === 'fence' ? 'ERROR' : 'IDLE' } }),
+      (result) => result.data?.agentChanged.status === 'ERROR',
+    );
+    await gw.ok(ADMIN_TOKEN, 'mutation { deregisterAgent(id: "scout-probe") }');
     const scout = await gw.registerAgent('scout-1', [], { type: 'scout' });
     await gw.ok(worker, HEARTBEAT, { input: { status: 'IDLE' } });
     await gw.ok(scout, HEARTBEAT, { input: { status: 'BUSY' } });
@@ -141,8 +148,12 @@ describe('the fleet: agents, system state, overview, config and tenants', () => 
 
   it('ends fleet subscriptions when their token is revoked', async () => {
     const watcher = await gw.createToken('short-lived', 'READER');
-    const sub = subscribe(gw.ws(watcher.token), 'subscription { agentChanged { id } }');
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    const sub = subscribe(gw.ws(watcher.token), 'subscription { agentChanged { id status } }');
+    await attached(
+      sub,
+      (kind) => gw.ok(worker, HEARTBEAT, { input: { status: kind === 'fence' ? 'BUSY' : 'IDLE' } }),
+      (result) => result.data?.agentChanged.status === 'BUSY',
+    );
     await gw.ok(ADMIN_TOKEN, 'mutation($id: ID!) { revokeToken(id: $id) }', { id: watcher.id });
     const [result] = await sub.waitFor(1);
     expect(result?.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
