@@ -374,23 +374,30 @@ describe('WebSocket limits', () => {
   it('refuses subscriptions beyond maxSubscriptionsPerSocket on one socket with RATE_LIMITED, and frees a slot on complete', async () => {
     const admin = await newTenant('subs', { limits: { maxSubscriptionsPerSocket: 3 } });
     const socket = await connect(admin);
-    for (const id of ['1', '2', '3', '4']) {
+    const subscribeTo = (id: string) =>
       socket.send({ id, type: 'subscribe', payload: { query: ENTRY_CHANGED, variables: { ns: 'common' } } });
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    // A subscription is live once it has seen a write: write until the ones awaited have.
+    let writes = 0;
+    const liveOnceWritten = (live: () => boolean, what: string) =>
+      eventually(
+        async () => {
+          await gw.ok(admin, SET, { ns: 'common', key: 'k', value: ++writes });
+          return live();
+        },
+        5_000,
+        what,
+      );
+    for (const id of ['1', '2', '3']) subscribeTo(id);
+    await liveOnceWritten(() => nextIds(socket).size === 3, 'three live subscriptions');
+    subscribeTo('4');
     const refused = await socket.waitFor((frame) => frame.type === 'error');
     expect(refused?.id).toBe('4');
     expect(refused?.payload?.[0]?.extensions?.code).toBe('RATE_LIMITED');
-    await gw.ok(admin, SET, { ns: 'common', key: 'k1', value: 1 });
-    await eventually(() => nextIds(socket).size === 3, 5_000, 'three live subscriptions');
     expect([...nextIds(socket)].sort()).toEqual(['1', '2', '3']);
 
     socket.send({ id: '1', type: 'complete' });
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    socket.send({ id: '5', type: 'subscribe', payload: { query: ENTRY_CHANGED, variables: { ns: 'common' } } });
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    await gw.ok(admin, SET, { ns: 'common', key: 'k2', value: 2 });
-    await eventually(() => nextIds(socket).has('5'), 5_000, 'the subscription that took the freed slot');
+    subscribeTo('5');
+    await liveOnceWritten(() => nextIds(socket).has('5'), 'the subscription that took the freed slot');
     expect(errorFrames(socket)).toHaveLength(1);
   });
 
