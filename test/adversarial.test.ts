@@ -697,11 +697,17 @@ describe('revoked and deregistered tokens', () => {
     const unfiltered = subscribe(client, ENTRY_CHANGED, { after: start });
     const agents = subscribe(client, 'subscription { agentChanged { id status } }');
     const sse = openSse(gw.url, token, ENTRY_CHANGED, { ns: 'shared', after: start });
+    // The same subscription on a raw socket that stays open: what the server sends after the end is seen.
+    const raw = await openRawSocket(gw.wsUrl);
+    raw.send({ type: 'connection_init', payload: { authorization: `Bearer ${token}` } });
+    expect(await raw.waitFor((frame) => frame.type === 'connection_ack')).not.toBeNull();
+    raw.send({ id: 'raw', type: 'subscribe', payload: { query: ENTRY_CHANGED, variables: { ns: 'shared', after: start } } });
     const first = mark('first');
     await adminSet(A.admin, 'shared', first, 1);
     await entries.waitFor(1);
     await unfiltered.waitFor(1);
     await eventually(() => sseKeys(sse).includes(first), 10_000, 'the first change over SSE');
+    expect(await raw.waitFor((frame) => frame.id === 'raw' && frame.payload?.data?.entryChanged?.key === first)).not.toBeNull();
     await attached(
       agents,
       (kind) => gw.ok(token, HEARTBEAT, { input: { status: kind === 'fence' ? 'BUSY' : 'IDLE' } }),
@@ -718,10 +724,19 @@ describe('revoked and deregistered tokens', () => {
     await within(sse.ended, 10_000, 'the SSE stream ending');
     expect(sse.results.at(-1)?.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
 
+    expect(await raw.waitFor((frame) => frame.type === 'complete' && frame.id === 'raw')).not.toBeNull();
+    const rawFrames = raw.frames.filter((frame) => frame.id === 'raw');
+    expect(rawFrames.at(-2)?.payload?.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+
+    // A later change reaches a subscriber that may read it, but not the dead token's socket.
+    const observer = subscribe(gw.ws(A.admin), ENTRY_CHANGED, { ns: 'shared', after: start });
     const later = mark('later');
     await adminSet(A.admin, 'shared', later, 2);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    expect(JSON.stringify([entries.results, unfiltered.results, sse.results])).not.toContain(later);
+    await eventually(() => JSON.stringify(observer.results).includes(later), 10_000, 'the observer to see the later change');
+    expect(raw.frames.filter((frame) => frame.id === 'raw')).toHaveLength(rawFrames.length);
+    expect(JSON.stringify(raw.frames)).not.toContain(later);
+    observer.stop();
+    raw.close();
     const before = await world();
     for (const [query, variables] of [
       [VIEWER, {}],
