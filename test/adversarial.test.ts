@@ -7,7 +7,7 @@
  * before and after. test/access.test.ts covers the access rule itself; this file covers the rest.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, eventually, type Gateway, type GraphQLResponse, startGateway, subscribe } from './support/gateway.js';
+import { ADMIN_TOKEN, attached, eventually, type Gateway, type GraphQLResponse, startGateway, subscribe } from './support/gateway.js';
 import { errorProblems } from './support/leaks.js';
 import { openRawSocket } from './support/raw-socket.js';
 import { openSse, type SseStream } from './support/sse.js';
@@ -289,10 +289,29 @@ describe('tenants', () => {
     };
     const sse = openSse(gw.url, B.reader, ENTRY_CHANGED, { after: '0' });
     try {
-      // B's existing change is replayed: both feeds are attached.
+      // B's existing change is replayed: both change feeds are attached. The fleet feeds replay nothing: B probes them.
       await subs.entries.waitFor(1);
       await eventually(() => sseKeys(sse).includes('plan'), 10_000, 'the SSE replay');
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await attached(
+        subs.agents,
+        (kind) => gw.ok(B.spy, HEARTBEAT, { input: { status: 'IDLE', data: { probe: kind } } }),
+        (result) => result.data?.agentChanged.heartbeat?.probe === 'fence',
+      );
+      await attached(
+        subs.insights,
+        (kind) => gw.ok(B.spy, ADD_INSIGHT, { input: { type: 'hint', content: { probe: kind } } }),
+        (result) => result.data?.insightAdded.content?.probe === 'fence',
+      );
+      await attached(
+        subs.errors,
+        (kind) => gw.ok(B.spy, REPORT_ERROR, { input: { type: 'db', message: kind } }),
+        (result) => result.data?.errorReported.sampleMessage === 'fence',
+      );
+      await attached(
+        subs.metrics,
+        (kind) => gw.ok(B.spy, RECORD_METRICS, { metrics: [{ name: kind, value: 1 }] }),
+        (result) => result.data?.metricRecorded.name === 'fence',
+      );
 
       const secret = mark('a-live');
       await adminSet(A.admin, 'vault', secret, secret);
@@ -497,8 +516,8 @@ describe('an agent reaching past its namespaces', () => {
     try {
       for (const stream of streams) expect((await stream.response).status).toBe(200);
       await eventually(() => sseKeys(streams[0] as SseStream).includes(replayed), 10_000, 'the replay');
+      // The third stream replays nothing yet; it reads from A.revision on, so it gets the live writes however late it attaches.
       await eventually(() => sseKeys(streams[1] as SseStream).includes(replayed), 10_000, 'the GET replay');
-      await new Promise((resolve) => setTimeout(resolve, 200));
       await adminSet(A.admin, 'vault', 'live-secret', secret);
       await adminSet(A.admin, 'plans', 'live-secret', secret);
       await adminSet(A.admin, 'watchlist', 'live-secret', secret);
@@ -676,14 +695,24 @@ describe('revoked and deregistered tokens', () => {
     const client = gw.ws(token);
     const entries = subscribe(client, ENTRY_CHANGED, { ns: 'shared', after: start });
     const unfiltered = subscribe(client, ENTRY_CHANGED, { after: start });
-    const agents = subscribe(client, 'subscription { agentChanged { id } }');
+    const agents = subscribe(client, 'subscription { agentChanged { id status } }');
     const sse = openSse(gw.url, token, ENTRY_CHANGED, { ns: 'shared', after: start });
+    // The same subscription on a raw socket that stays open: what the server sends after the end is seen.
+    const raw = await openRawSocket(gw.wsUrl);
+    raw.send({ type: 'connection_init', payload: { authorization: `Bearer ${token}` } });
+    expect(await raw.waitFor((frame) => frame.type === 'connection_ack')).not.toBeNull();
+    raw.send({ id: 'raw', type: 'subscribe', payload: { query: ENTRY_CHANGED, variables: { ns: 'shared', after: start } } });
     const first = mark('first');
     await adminSet(A.admin, 'shared', first, 1);
     await entries.waitFor(1);
     await unfiltered.waitFor(1);
     await eventually(() => sseKeys(sse).includes(first), 10_000, 'the first change over SSE');
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(await raw.waitFor((frame) => frame.id === 'raw' && frame.payload?.data?.entryChanged?.key === first)).not.toBeNull();
+    await attached(
+      agents,
+      (kind) => gw.ok(token, HEARTBEAT, { input: { status: kind === 'fence' ? 'BUSY' : 'IDLE' } }),
+      (result) => result.data?.agentChanged.status === 'BUSY',
+    );
 
     expect((await gw.ok(A.admin, DEREGISTER, { id })).deregisterAgent).toBe(true);
     for (const sub of [entries, unfiltered, agents]) {
@@ -695,10 +724,19 @@ describe('revoked and deregistered tokens', () => {
     await within(sse.ended, 10_000, 'the SSE stream ending');
     expect(sse.results.at(-1)?.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
 
+    expect(await raw.waitFor((frame) => frame.type === 'complete' && frame.id === 'raw')).not.toBeNull();
+    const rawFrames = raw.frames.filter((frame) => frame.id === 'raw');
+    expect(rawFrames.at(-2)?.payload?.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+
+    // A later change reaches a subscriber that may read it, but not the dead token's socket.
+    const observer = subscribe(gw.ws(A.admin), ENTRY_CHANGED, { ns: 'shared', after: start });
     const later = mark('later');
     await adminSet(A.admin, 'shared', later, 2);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    expect(JSON.stringify([entries.results, unfiltered.results, sse.results])).not.toContain(later);
+    await eventually(() => JSON.stringify(observer.results).includes(later), 10_000, 'the observer to see the later change');
+    expect(raw.frames.filter((frame) => frame.id === 'raw')).toHaveLength(rawFrames.length);
+    expect(JSON.stringify(raw.frames)).not.toContain(later);
+    observer.stop();
+    raw.close();
     const before = await world();
     for (const [query, variables] of [
       [VIEWER, {}],
@@ -1401,7 +1439,12 @@ describe('races and odd values', () => {
   it("records a tenant's denied attempts in its own audit log only, never in another tenant's", async () => {
     const evidence = mark('evidence');
     await refused('FORBIDDEN', B.reader, SET, { ns: 'vault', key: evidence, value: 1 });
-    await sleep(100);
+    // The audit log is written in batches after the response.
+    await eventually(
+      async () => JSON.stringify((await gw.ok(B.admin, AUDIT, { outcome: 'DENIED' })).auditLog).includes(`vault/global/${evidence}`),
+      10_000,
+      'the denied attempt in the audit log',
+    );
     const own = await gw.ok(B.admin, AUDIT, { outcome: 'DENIED' });
     expect(own.auditLog).toContainEqual(
       expect.objectContaining({ action: 'setEntry', outcome: 'DENIED', target: `vault/global/${evidence}` }),
@@ -1421,9 +1464,15 @@ describe('races and odd values', () => {
         gw.gql(A.spy, 'mutation($key: String!) { deleteEntry(input: { namespace: "vault", key: $key }) }', { key: `\ud800${round}` }),
       ]);
     }
-    await sleep(200);
-    const targets = (await gw.ok(B.admin, AUDIT, { outcome: 'DENIED' })).auditLog.map((event: { target: string }) => event.target);
-    for (const key of evidence) expect(targets).toContain(`vault/global/${key}`);
+    const targets = async () =>
+      (await gw.ok(B.admin, AUDIT, { outcome: 'DENIED' })).auditLog.map((event: { target: string }) => event.target) as string[];
+    await eventually(
+      async () => (await targets()).filter((target) => evidence.some((key) => target === `vault/global/${key}`)).length === evidence.length,
+      10_000,
+      'every round in the audit log',
+    );
+    const written = await targets();
+    for (const key of evidence) expect(written).toContain(`vault/global/${key}`);
   });
 
   it('completes a commit while another request changes access settings (updateNamespace, createNamespace, grants…), on PGlite too, where reading the limits outside the transaction deadlocked the embedded database', async () => {

@@ -8,7 +8,7 @@ import { PgDialect } from 'drizzle-orm/pg-core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { fingerprint } from '../src/modules/errors/fingerprint.js';
 import { backend } from './support/database.js';
-import { ADMIN_TOKEN, eventually, type Gateway, type Subscription, startGateway, subscribe } from './support/gateway.js';
+import { ADMIN_TOKEN, attached, type Gateway, startGateway, subscribe } from './support/gateway.js';
 
 const REPORT = `mutation($input: ReportErrorInput!) {
   reportError(input: $input) { id type fingerprint sampleMessage count firstSeenAt lastSeenAt agentIds }
@@ -305,24 +305,6 @@ describe('error patterns, insights and optimizations', () => {
   });
 });
 
-/**
- * Topic subscriptions are live only: nothing is replayed. A subscriber is attached once a probe
- * published after subscribing reaches it; from then on every event is ordered after the probe.
- */
-async function attached<T>(sub: Subscription<T>, probe: () => Promise<unknown>): Promise<void> {
-  await eventually(
-    async () => {
-      await probe();
-      return sub.results.length > 0;
-    },
-    10_000,
-    'the subscription to attach',
-  );
-  // Probes sent while the first was in flight may still arrive; let them, then start afresh.
-  await new Promise((resolve) => setTimeout(resolve, 200));
-  sub.results.length = 0;
-}
-
 describe.each(backend === 'postgres' ? ['one gateway', 'two gateways on one database'] : ['one gateway'])(
   'fleet subscriptions over graphql-ws (%s)',
   (mode) => {
@@ -350,7 +332,11 @@ describe.each(backend === 'postgres' ? ['one gateway', 'two gateways on one data
         'subscription($name: String, $agentId: ID) { metricRecorded(name: $name, agentId: $agentId) { name value unit tags agentId at } }',
         { name: 'cpu', agentId: 'beta' },
       );
-      await attached(sub, () => gw.ok(beta, RECORD_METRICS, { metrics: [{ name: 'cpu', value: -1 }] }));
+      await attached(
+        sub,
+        (kind) => gw.ok(beta, RECORD_METRICS, { metrics: [{ name: 'cpu', value: kind === 'fence' ? -2 : -1 }] }),
+        (result) => result.data?.metricRecorded.value === -2,
+      );
       const at = new Date(Date.now() - 1000).toISOString();
       await gw.ok(alpha, RECORD_METRICS, { metrics: [{ name: 'cpu', value: 99 }] });
       await gw.ok(beta, RECORD_METRICS, {
@@ -373,7 +359,11 @@ describe.each(backend === 'postgres' ? ['one gateway', 'two gateways on one data
         watched.ws(reader),
         'subscription { errorReported(type: "db") { id type fingerprint count agentIds firstSeenAt } }',
       );
-      await attached(sub, () => gw.ok(alpha, REPORT, { input: { type: 'db', message: 'probe' } }));
+      await attached(
+        sub,
+        (kind) => gw.ok(alpha, REPORT, { input: { type: 'db', message: kind } }),
+        (result) => result.data?.errorReported.fingerprint === 'fence',
+      );
       await gw.ok(alpha, REPORT, { input: { type: 'net', message: 'Connection reset by 10.0.0.1' } });
       await gw.ok(alpha, REPORT, { input: { type: 'db', message: 'Lock wait on row 17' } });
       await gw.ok(beta, REPORT, { input: { type: 'db', message: 'Lock wait on row 18' } });
@@ -389,7 +379,11 @@ describe.each(backend === 'postgres' ? ['one gateway', 'two gateways on one data
         watched.ws(reader),
         'subscription { insightAdded(minPriority: HIGH) { id type priority content sourceAgentId createdAt actedUpon } }',
       );
-      await attached(sub, () => gw.ok(ADMIN_TOKEN, ADD_INSIGHT, { input: { type: 'probe', content: 0, priority: 'CRITICAL' } }));
+      await attached(
+        sub,
+        (kind) => gw.ok(ADMIN_TOKEN, ADD_INSIGHT, { input: { type: kind, content: 0, priority: 'CRITICAL' } }),
+        (result) => result.data?.insightAdded.type === 'fence',
+      );
       await gw.ok(alpha, ADD_INSIGHT, { input: { type: 'minor', content: 1, priority: 'MEDIUM' } });
       await gw.ok(alpha, ADD_INSIGHT, { input: { type: 'minor', content: 2, priority: 'LOW' } });
       const high = (await gw.ok(alpha, ADD_INSIGHT, { input: { type: 'major', content: { a: 1 }, priority: 'HIGH' } })).addInsight;

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, eventually, type Gateway, startGateway, subscribe } from './support/gateway.js';
+import { ADMIN_TOKEN, attached, eventually, type Gateway, startGateway, subscribe } from './support/gateway.js';
+import { openRawSocket } from './support/raw-socket.js';
 
 const HEARTBEAT = 'mutation($input: HeartbeatInput!) { heartbeat(input: $input) { id status active lastHeartbeatAt heartbeat } }';
 
@@ -29,7 +30,14 @@ describe('the fleet: agents, system state, overview, config and tenants', () => 
 
   it('tells subscribers of registrations and heartbeats, filtered by type', async () => {
     const sub = subscribe(gw.ws(reader), 'subscription { agentChanged(type: "scout") { id status } }');
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // A scout of the test's own sends the probes, and is gone before the overview counts the fleet.
+    const probe = await gw.registerAgent('scout-probe', [], { type: 'scout' });
+    await attached(
+      sub,
+      (kind) => gw.ok(probe, HEARTBEAT, { input: { status: kind === 'fence' ? 'ERROR' : 'IDLE' } }),
+      (result) => result.data?.agentChanged.status === 'ERROR',
+    );
+    await gw.ok(ADMIN_TOKEN, 'mutation { deregisterAgent(id: "scout-probe") }');
     const scout = await gw.registerAgent('scout-1', [], { type: 'scout' });
     await gw.ok(worker, HEARTBEAT, { input: { status: 'IDLE' } });
     await gw.ok(scout, HEARTBEAT, { input: { status: 'BUSY' } });
@@ -139,15 +147,48 @@ describe('the fleet: agents, system state, overview, config and tenants', () => 
     });
   });
 
-  it('ends fleet subscriptions when their token is revoked', async () => {
+  it('ends fleet subscriptions when their token is revoked, and delivers nothing after', async () => {
     const watcher = await gw.createToken('short-lived', 'READER');
-    const sub = subscribe(gw.ws(watcher.token), 'subscription { agentChanged { id } }');
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // The watcher's subscription on a raw socket that stays open: what the server sends after the end is seen.
+    const socket = await openRawSocket(gw.wsUrl);
+    socket.send({ type: 'connection_init', payload: { authorization: `Bearer ${watcher.token}` } });
+    expect(await socket.waitFor((frame) => frame.type === 'connection_ack')).not.toBeNull();
+    socket.send({ id: 'watch', type: 'subscribe', payload: { query: 'subscription { agentChanged { id status } }' } });
+    const watched = () => socket.frames.filter((frame) => frame.id === 'watch');
+    await eventually(
+      async () => {
+        await gw.ok(worker, HEARTBEAT, { input: { status: 'IDLE' } });
+        return watched().length > 0;
+      },
+      10_000,
+      'the subscription to attach',
+    );
+
     await gw.ok(ADMIN_TOKEN, 'mutation($id: ID!) { revokeToken(id: $id) }', { id: watcher.id });
-    const [result] = await sub.waitFor(1);
-    expect(result?.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
-    await sub.done;
-    await gw.ok(worker, HEARTBEAT, { input: { status: 'IDLE' } });
-    expect(sub.results).toHaveLength(1);
+    expect(await socket.waitFor((frame) => frame.type === 'complete' && frame.id === 'watch')).not.toBeNull();
+    const end = watched().findIndex((frame) => frame.payload?.errors);
+    expect(watched()[end]?.payload?.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+    expect(
+      watched()
+        .slice(end + 1)
+        .map((frame) => frame.type),
+    ).toEqual(['complete']);
+
+    // Later heartbeats (the probes and fence that attach the observer) reach a subscriber that may read
+    // them, but not the revoked token's socket, still open.
+    const observer = subscribe(gw.ws(reader), 'subscription { agentChanged { id status } }');
+    await attached(
+      observer,
+      (kind) => gw.ok(worker, HEARTBEAT, { input: { status: kind === 'fence' ? 'BUSY' : 'IDLE' } }),
+      (result) => result.data?.agentChanged.status === 'BUSY',
+    );
+    expect(socket.isOpen()).toBe(true);
+    expect(
+      watched()
+        .slice(end + 1)
+        .map((frame) => frame.type),
+    ).toEqual(['complete']);
+    observer.stop();
+    socket.close();
   });
 });

@@ -374,23 +374,30 @@ describe('WebSocket limits', () => {
   it('refuses subscriptions beyond maxSubscriptionsPerSocket on one socket with RATE_LIMITED, and frees a slot on complete', async () => {
     const admin = await newTenant('subs', { limits: { maxSubscriptionsPerSocket: 3 } });
     const socket = await connect(admin);
-    for (const id of ['1', '2', '3', '4']) {
+    const subscribeTo = (id: string) =>
       socket.send({ id, type: 'subscribe', payload: { query: ENTRY_CHANGED, variables: { ns: 'common' } } });
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    // A subscription is live once it has seen a write: write until the ones awaited have.
+    let writes = 0;
+    const liveOnceWritten = (live: () => boolean, what: string) =>
+      eventually(
+        async () => {
+          await gw.ok(admin, SET, { ns: 'common', key: 'k', value: ++writes });
+          return live();
+        },
+        5_000,
+        what,
+      );
+    for (const id of ['1', '2', '3']) subscribeTo(id);
+    await liveOnceWritten(() => nextIds(socket).size === 3, 'three live subscriptions');
+    subscribeTo('4');
     const refused = await socket.waitFor((frame) => frame.type === 'error');
     expect(refused?.id).toBe('4');
     expect(refused?.payload?.[0]?.extensions?.code).toBe('RATE_LIMITED');
-    await gw.ok(admin, SET, { ns: 'common', key: 'k1', value: 1 });
-    await eventually(() => nextIds(socket).size === 3, 5_000, 'three live subscriptions');
     expect([...nextIds(socket)].sort()).toEqual(['1', '2', '3']);
 
     socket.send({ id: '1', type: 'complete' });
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    socket.send({ id: '5', type: 'subscribe', payload: { query: ENTRY_CHANGED, variables: { ns: 'common' } } });
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    await gw.ok(admin, SET, { ns: 'common', key: 'k2', value: 2 });
-    await eventually(() => nextIds(socket).has('5'), 5_000, 'the subscription that took the freed slot');
+    subscribeTo('5');
+    await liveOnceWritten(() => nextIds(socket).has('5'), 'the subscription that took the freed slot');
     expect(errorFrames(socket)).toHaveLength(1);
   });
 
@@ -404,11 +411,18 @@ describe('WebSocket limits', () => {
     }
     // Every attempt is refused or live: refusals arrive as error frames, the live ones see a write.
     await eventually(() => errorFrames(socket).length >= attempts - 100, 30_000, 'refusals of the attempts beyond the limit');
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    await gw.ok(admin, SET, { ns: 'common', key: 'flood', value: 1 });
     const refused = errorFrames(socket);
     const live = attempts - refused.length;
-    await eventually(() => nextIds(socket).size === live, 10_000, `${live} live subscriptions to see the write`);
+    // A live one may attach after a write: write again until every one has seen a write.
+    let writes = 0;
+    await eventually(
+      async () => {
+        await gw.ok(admin, SET, { ns: 'common', key: 'flood', value: ++writes });
+        return nextIds(socket).size === live;
+      },
+      10_000,
+      `${live} live subscriptions to see a write`,
+    );
     // Exactly the limit: a burst is neither let past it nor refused wholesale.
     expect(live).toBe(100);
     expect(new Set(refused.map((frame) => frame.payload?.[0]?.extensions?.code))).toEqual(new Set(['RATE_LIMITED']));

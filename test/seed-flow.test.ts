@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, type Gateway, startGateway, subscribe } from './support/gateway.js';
+import { ADMIN_TOKEN, attached, eventually, type Gateway, startGateway, subscribe } from './support/gateway.js';
 
 /**
  * The background-agents flow of the seeds, end to end through the API: two agents register and
@@ -19,7 +19,46 @@ describe('a fleet of two agents and a dashboard', () => {
     const insights = subscribe(socket, 'subscription { insightAdded(minPriority: HIGH) { type priority sourceAgentId } }');
     const errors = subscribe(socket, 'subscription { errorReported { type fingerprint count agentIds } }');
     const metrics = subscribe(socket, 'subscription { metricRecorded(name: "rows_imported") { name value agentId } }');
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    // The probes come from an agent of the test's own, deregistered before the flow with its insights
+    // acted upon; its metrics and errors stay, so the summary is the importer's and errors are counted from here.
+    const probe = await gw.registerAgent('probe', [], { type: 'probe' });
+    const probeInsights: string[] = [];
+    await attached(
+      agents,
+      (kind) =>
+        gw.ok(probe, 'mutation($s: AgentStatus!) { heartbeat(input: { status: $s }) { id } }', { s: kind === 'fence' ? 'ERROR' : 'IDLE' }),
+      (result) => result.data?.agentChanged.status === 'ERROR',
+    );
+    await attached(
+      metrics,
+      (kind) =>
+        gw.ok(probe, 'mutation($v: Float!) { recordMetrics(metrics: [{ name: "rows_imported", value: $v }]) }', {
+          v: kind === 'fence' ? -2 : -1,
+        }),
+      (result) => result.data?.metricRecorded.value === -2,
+    );
+    await attached(
+      errors,
+      (kind) => gw.ok(probe, 'mutation($m: String!) { reportError(input: { type: "probe", message: $m }) { id } }', { m: kind }),
+      (result) => result.data?.errorReported.fingerprint === 'fence',
+    );
+    await attached(
+      insights,
+      async (kind) => {
+        const { addInsight } = await gw.ok(
+          probe,
+          'mutation($p: Priority!) { addInsight(input: { type: "probe", content: 0, priority: $p }) { id } }',
+          {
+            p: kind === 'fence' ? 'CRITICAL' : 'HIGH',
+          },
+        );
+        probeInsights.push(addInsight.id);
+      },
+      (result) => result.data?.insightAdded.priority === 'CRITICAL',
+    );
+    for (const id of probeInsights) await gw.ok(ADMIN_TOKEN, 'mutation($id: ID!) { markInsightActedUpon(id: $id) { id } }', { id });
+    await gw.ok(ADMIN_TOKEN, 'mutation { deregisterAgent(id: "probe") }');
+    const probeErrors = (await gw.ok(dashboard, '{ systemOverview { errorsLastHour } }')).systemOverview.errorsLastHour;
 
     const importer = await gw.registerAgent('profile-importer', [], { type: 'executor', capabilities: ['import'] });
     const bridge = await gw.registerAgent('langsmith-bridge', [], { type: 'bridge', capabilities: ['trace'] });
@@ -69,16 +108,16 @@ describe('a fleet of two agents and a dashboard', () => {
 
     const overview = async () =>
       (await gw.ok(dashboard, '{ systemOverview { agentsByStatus activeAgents errorsLastHour openInsights } }')).systemOverview;
-    await eventually(async () => (await overview()).errorsLastHour === 2, 5_000, 'the overview to count both errors');
+    await eventually(async () => (await overview()).errorsLastHour === probeErrors + 2, 5_000, 'the overview to count both errors');
     expect(await overview()).toEqual({
       agentsByStatus: { STARTING: 0, IDLE: 1, BUSY: 1, ERROR: 0, STOPPED: 0 },
       activeAgents: 2,
-      errorsLastHour: 2,
+      errorsLastHour: probeErrors + 2,
       openInsights: 2,
     });
     const { optimizations, metricSummary } = await gw.ok(
       dashboard,
-      '{ optimizations { type success sourceAgentId } metricSummary(name: "rows_imported") { count avg } }',
+      '{ optimizations { type success sourceAgentId } metricSummary(name: "rows_imported", agentId: "profile-importer") { count avg } }',
     );
     expect(optimizations).toEqual([{ type: 'batch', success: true, sourceAgentId: 'langsmith-bridge' }]);
     expect(metricSummary).toEqual([{ count: 2, avg: 100 }]);

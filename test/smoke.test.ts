@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, type Gateway, startGateway, subscribe } from './support/gateway.js';
+import { ADMIN_TOKEN, attached, type Gateway, startGateway, subscribe } from './support/gateway.js';
 
 describe('walkthrough', () => {
   let gw: Gateway;
@@ -13,8 +13,14 @@ describe('walkthrough', () => {
     const producer = await gw.registerAgent('producer', ['numbers']);
     const consumer = await gw.registerAgent('consumer', ['numbers']);
     const sub = subscribe(gw.ws(consumer), 'subscription { entryChanged(namespace: "numbers") { op key value version revision actor } }');
-    // give the subscription time to attach
-    await new Promise((r) => setTimeout(r, 300));
+    await attached(
+      sub,
+      (kind) =>
+        gw.ok(producer, 'mutation($key: String!) { setEntry(input: { namespace: "numbers", key: $key, value: 0 }) { version } }', {
+          key: kind,
+        }),
+      (result) => result.data?.entryChanged.key === 'fence',
+    );
     const written = await gw.ok(
       producer,
       'mutation { setEntry(input: { namespace: "numbers", key: "n", value: 42 }) { version revision } }',

@@ -1,7 +1,14 @@
 import { sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../db/client.js';
+import type { RawRow } from '../db/rows.js';
+import type { agents, namespaces } from '../db/schema.js';
 import type { EventBus } from '../events/bus.js';
 import type { Permission, Principal } from './principal.js';
+
+type NamespaceRow = Pick<
+  RawRow<typeof namespaces>,
+  'name' | 'description' | 'open_access' | 'sensitive' | 'schema' | 'default_value' | 'default_ttl_seconds' | 'history_limit' | 'created_at'
+>;
 
 export const COMMON = 'common';
 export const SYSTEM = 'system';
@@ -79,18 +86,9 @@ export class AccessService {
 
   namespaces(tenantId: string): Promise<Map<string, NamespaceSettings>> {
     return this.cached(this.namespaceCache, tenantId, tenantId, async () => {
-      const rows = await this.database.rows<{
-        name: string;
-        description: string | null;
-        open_access: boolean;
-        sensitive: boolean;
-        schema: unknown;
-        default_value: unknown;
-        default_ttl_seconds: number | null;
-        history_limit: number | null;
-        compacted: string | null;
-        created_at: string | Date;
-      }>(sql`SELECT *, compacted_revision::text AS compacted FROM namespaces WHERE tenant_id = ${tenantId} ORDER BY name`);
+      const rows = await this.database.rows<NamespaceRow & { compacted: string | null }>(
+        sql`SELECT *, compacted_revision::text AS compacted FROM namespaces WHERE tenant_id = ${tenantId} ORDER BY name`,
+      );
       return new Map(
         rows.map((row) => [
           row.name,
@@ -117,7 +115,7 @@ export class AccessService {
 
   private agent(tenantId: string, agentId: string): Promise<AgentAccess | null> {
     return this.cached(this.agentCache, `${tenantId}\u0000${agentId}`, tenantId, async () => {
-      const [row] = await this.database.rows<{ state_namespaces: string[]; grants: Record<string, Permission> }>(sql`
+      const [row] = await this.database.rows<Pick<RawRow<typeof agents>, 'state_namespaces'> & { grants: Record<string, Permission> }>(sql`
         SELECT a.state_namespaces,
                coalesce((SELECT jsonb_object_agg(g.namespace, g.permission) FROM grants g
                          WHERE g.tenant_id = a.tenant_id AND g.agent_id = a.id), '{}'::jsonb) AS grants

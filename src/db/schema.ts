@@ -285,7 +285,7 @@ export const auditEvents = pgTable(
     action: text('action').notNull(),
     target: text('target'),
     outcome: auditOutcomeEnum('outcome').notNull(),
-    detail: jsonb('detail'),
+    detail: jsonb('detail').$type<Record<string, unknown>>(),
   },
   (t) => [index('audit_events_tenant_idx').on(t.tenantId, t.id)],
 );

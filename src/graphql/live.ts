@@ -1,7 +1,7 @@
 import { Repeater } from '@repeaterjs/repeater';
+import type { Principal } from '../auth/principal.js';
 import type { Context } from '../context.js';
 import { mayRevoke, revocation } from '../auth/revocation.js';
-import { principalOf } from './principal.js';
 
 const ENDED = Symbol('ended');
 
@@ -14,8 +14,8 @@ export interface Ended {
  * Forwards a subscription's events until the caller's token is revoked (or its agent deregistered),
  * then yields an `Ended`, which `live` turns into the subscription's final UNAUTHENTICATED error.
  */
-export function untilRevoked<T>(context: Context, source: AsyncIterable<T>): AsyncIterable<T | Ended> {
-  const { tenantId } = principalOf(context);
+export function untilRevoked<T>(context: Context & { principal: Principal }, source: AsyncIterable<T>): AsyncIterable<T | Ended> {
+  const { tenantId } = context.principal;
   return new Repeater<T | Ended>(async (push, stop) => {
     const off = context.services.bus.on((event) => {
       if (!mayRevoke(event, tenantId, 'token')) return;

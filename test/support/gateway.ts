@@ -178,6 +178,32 @@ export function subscribe<T = any>(client: Client, query: string, variables?: Re
   return subscription;
 }
 
+/**
+ * Resolves once `sub` is attached, for feeds that replay nothing (a subscription is not acknowledged
+ * by graphql-ws or SSE, and a fleet topic is joined only when the server first reads from it): sends
+ * `probe('probe')` until one arrives, then `probe('fence')` and waits for that. The server delivers a
+ * feed's events in the order they are published, so every probe has arrived before the fence; all of
+ * them are dropped, and the test sees only what it sends afterwards.
+ */
+export async function attached<T>(
+  sub: Pick<Subscription<T>, 'results'>,
+  probe: (kind: 'probe' | 'fence') => Promise<unknown>,
+  isFence: (result: ExecutionResult<T>) => boolean,
+  timeoutMs = 10_000,
+): Promise<void> {
+  await eventually(
+    async () => {
+      await probe('probe');
+      return sub.results.length > 0;
+    },
+    timeoutMs,
+    'the subscription to attach',
+  );
+  await probe('fence');
+  await eventually(() => sub.results.some(isFence), timeoutMs, 'the fence after the probes');
+  sub.results.splice(0, sub.results.findIndex(isFence) + 1);
+}
+
 /** Resolves once `predicate` holds, polling; fails after `timeoutMs`. */
 export async function eventually(predicate: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;

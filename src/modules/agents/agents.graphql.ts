@@ -1,7 +1,6 @@
 import { checkAgentId } from '../../domain/names.js';
 import { builder } from '../../graphql/builder.js';
 import { live, untilRevoked } from '../../graphql/live.js';
-import { principalOf } from '../../graphql/principal.js';
 import { type Agent, reviveAgent } from './agents.service.js';
 import { refusedTo } from '../../graphql/refusals.js';
 
@@ -23,11 +22,11 @@ export const AgentRef = builder.objectRef<Agent>('Agent').implement({
     name: t.exposeString('name', { description: 'A name for people' }),
     type: t.exposeString('type', { description: 'What kind of agent it is (planner, importer, …); agents and agentChanged filter by it' }),
     capabilities: t.exposeStringList('capabilities', { description: 'What it can do, as free labels' }),
-    stateNamespaces: t.stringList({
+    stateNamespaces: t.withAuth({ authenticated: true }).stringList({
       description:
         'Namespaces it declared: those that are open it may read and write (unless a grant says otherwise). To an agent, only the namespaces it can reach itself: no agent learns names the access rule hides from it',
       resolve: async (agent, _args, context) => {
-        const principal = principalOf(context);
+        const { principal } = context;
         if (principal.role !== 'AGENT') return agent.stateNamespaces;
         const { access } = context.services;
         const reachable = await Promise.all(agent.stateNamespaces.map((name) => access.canRead(principal, name)));
@@ -35,9 +34,9 @@ export const AgentRef = builder.objectRef<Agent>('Agent').implement({
       },
     }),
     status: t.expose('status', { type: AgentStatus, description: 'As of its last heartbeat; STARTING before the first' }),
-    active: t.boolean({
+    active: t.withAuth({ authenticated: true }).boolean({
       description: "The last heartbeat is within the tenant's activeWindowSeconds (STATEHOUSE_ACTIVE_WINDOW_SECONDS by default)",
-      resolve: (agent, _args, context) => context.services.agents.isActive(principalOf(context).tenantId, agent),
+      resolve: (agent, _args, context) => context.services.agents.isActive(context.principal.tenantId, agent),
     }),
     lastHeartbeatAt: t.expose('lastHeartbeatAt', { type: 'DateTime', nullable: true, description: 'null until its first heartbeat' }),
     heartbeat: t.expose('heartbeat', { type: 'JSON', nullable: true, description: 'The data of its last heartbeat' }),

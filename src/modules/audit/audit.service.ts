@@ -1,6 +1,8 @@
 import { type SQL, sql } from 'drizzle-orm';
 import type { Role } from '../../auth/principal.js';
 import type { DatabaseHandle } from '../../db/client.js';
+import type { RawRow } from '../../db/rows.js';
+import type { auditEvents } from '../../db/schema.js';
 import { checkFirst } from '../../domain/names.js';
 import type { Logger } from '../../logger.js';
 
@@ -155,7 +157,9 @@ export class AuditLog {
     if (filter.action) conditions.push(sql`action = ${filter.action}`);
     if (filter.outcome) conditions.push(sql`outcome = ${filter.outcome}`);
     if (filter.since) conditions.push(sql`at >= ${filter.since.toISOString()}::timestamptz`);
-    const rows = await this.database.rows<Omit<AuditEvent, 'at'> & { at: string }>(sql`
+    const rows = await this.database.rows<
+      Pick<RawRow<typeof auditEvents>, 'id' | 'at' | 'actor' | 'role' | 'action' | 'target' | 'outcome' | 'detail'>
+    >(sql`
       SELECT id::text AS id, at, actor, role, action, target, outcome, detail FROM audit_events
       WHERE ${sql.join(conditions, sql` AND `)} ORDER BY audit_events.id DESC LIMIT ${checkFirst(filter.first ?? 100)}`);
     return rows.map((row) => ({ ...row, at: new Date(row.at) }));

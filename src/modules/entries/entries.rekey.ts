@@ -1,15 +1,14 @@
 import { sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../../db/client.js';
+import type { RawRow } from '../../db/rows.js';
+import type { entries } from '../../db/schema.js';
 import { type SealedValue, ValueCipher } from '../../domain/value-cipher.js';
 
-interface SealedRow {
-  tenant_id: string;
-  namespace: string;
-  scope: string;
-  key: string;
+type SealedRow = Pick<RawRow<typeof entries>, 'tenant_id' | 'namespace' | 'scope' | 'key'> & {
   revision: string | null;
+  /** The query reads only values sealed with another key. */
   value: SealedValue;
-}
+};
 
 const BATCH = 500;
 

@@ -8,7 +8,9 @@ import { publishTopic, subscribeTopic, topic } from '../../events/topics.js';
 import { fingerprint } from './fingerprint.js';
 import { encodeSmallJson } from '../../domain/values.js';
 import type { RawRow } from '../../db/rows.js';
-import type { errorPatterns } from '../../db/schema.js';
+import type { errorPatterns, tenants } from '../../db/schema.js';
+
+type TenantIdRow = Pick<RawRow<typeof tenants>, 'id'>;
 
 export interface ReportErrorInput {
   type: string;
@@ -92,7 +94,7 @@ export class ErrorsService {
 
   /** Deletes occurrences older than each tenant's metricsRetentionHours (patterns stay); returns how many. */
   async removeExpired(): Promise<number> {
-    const tenants = await this.database.rows<{ id: string }>(sql`SELECT id FROM tenants ORDER BY id`);
+    const tenants = await this.database.rows<TenantIdRow>(sql`SELECT id FROM tenants ORDER BY id`);
     let total = 0;
     for (const { id } of tenants) {
       const { metricsRetentionHours } = await this.config.get(id);

@@ -1,12 +1,16 @@
 import { type SQL, sql } from 'drizzle-orm';
 import type { AccessService } from '../../auth/access.js';
 import type { DatabaseHandle } from '../../db/client.js';
+import type { RawRow } from '../../db/rows.js';
+import type { metrics, tenants } from '../../db/schema.js';
 import { badInput, StatehouseError } from '../../domain/errors.js';
 import { checkAgentId, checkLabel } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
 import { publishTopic, subscribeTopic, topic } from '../../events/topics.js';
 import type { ConfigService } from '../tenants/config.service.js';
 import { encodeValue } from '../../domain/values.js';
+
+type TenantIdRow = Pick<RawRow<typeof tenants>, 'id'>;
 
 export interface MetricInput {
   name: string;
@@ -86,14 +90,7 @@ interface PointRow {
   max: number;
 }
 
-interface MetricRow {
-  name: string;
-  value: number;
-  unit: string | null;
-  tags: unknown;
-  agent_id: string | null;
-  at: string | Date;
-}
+type MetricRow = Pick<RawRow<typeof metrics>, 'name' | 'value' | 'unit' | 'tags' | 'agent_id' | 'at'>;
 
 const toMetric = (row: MetricRow): Metric => ({
   name: row.name,
@@ -254,7 +251,7 @@ export class MetricsService {
    * no lock is held for long; returns how many were deleted.
    */
   async removeExpired(): Promise<number> {
-    const tenants = await this.database.rows<{ id: string }>(sql`SELECT id FROM tenants ORDER BY id`);
+    const tenants = await this.database.rows<TenantIdRow>(sql`SELECT id FROM tenants ORDER BY id`);
     let total = 0;
     for (const { id } of tenants) {
       const { metricsRetentionHours } = await this.config.get(id);

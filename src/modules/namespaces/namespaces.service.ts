@@ -2,6 +2,8 @@ import { sql } from 'drizzle-orm';
 import { type AccessService, COMMON, type NamespaceSettings, SYSTEM } from '../../auth/access.js';
 import type { Permission } from '../../auth/principal.js';
 import type { DatabaseHandle } from '../../db/client.js';
+import type { RawRow } from '../../db/rows.js';
+import type { grants, namespaces } from '../../db/schema.js';
 import { badInput, notFound } from '../../domain/errors.js';
 import { checkSchema, validateValue } from '../../domain/json-schema.js';
 import { checkAgentId, checkNamespace } from '../../domain/names.js';
@@ -83,7 +85,7 @@ export class NamespacesService {
     if (input.sensitive && !this.canSeal) {
       throw badInput('sensitive', 'A sensitive namespace needs STATEHOUSE_ENCRYPTION_KEY to be set on the gateway');
     }
-    const [row] = await this.database.rows<{ name: string }>(sql`
+    const [row] = await this.database.rows<Pick<RawRow<typeof namespaces>, 'name'>>(sql`
       INSERT INTO namespaces (tenant_id, name, description, open_access, sensitive, schema, default_value, default_ttl_seconds, history_limit)
       VALUES (${tenantId}, ${name}, ${input.description ?? null}, ${input.openAccess ?? true}, ${input.sensitive ?? false},
               ${json(input.schema)}::jsonb, ${json(input.defaultValue)}::jsonb, ${input.defaultTtlSeconds ?? null}, ${input.historyLimit ?? null})
@@ -133,7 +135,7 @@ export class NamespacesService {
     const permission = input.permission ?? 'WRITE';
     if (!(await this.access.namespace(tenantId, namespace))) throw badInput('namespace', `Namespace ${namespace} does not exist`);
     if (!(await this.access.agentExists(tenantId, agentId))) throw badInput('agentId', `Agent ${agentId} is not registered`);
-    const [row] = await this.database.rows<{ granted_at: string }>(sql`
+    const [row] = await this.database.rows<Pick<RawRow<typeof grants>, 'granted_at'>>(sql`
       INSERT INTO grants (tenant_id, namespace, agent_id, permission) VALUES (${tenantId}, ${namespace}, ${agentId}, ${permission})
       ON CONFLICT (tenant_id, namespace, agent_id) DO UPDATE SET permission = excluded.permission, granted_at = now()
       RETURNING granted_at`);
@@ -152,7 +154,7 @@ export class NamespacesService {
 
   /** Grants of the given namespaces (for `Namespace.grants`, batched). */
   async grantsOf(tenantId: string, names: readonly string[]): Promise<Map<string, AccessGrant[]>> {
-    const rows = await this.database.rows<{ namespace: string; agent_id: string; permission: Permission; granted_at: string }>(sql`
+    const rows = await this.database.rows<Pick<RawRow<typeof grants>, 'namespace' | 'agent_id' | 'permission' | 'granted_at'>>(sql`
       SELECT namespace, agent_id, permission, granted_at FROM grants
       WHERE tenant_id = ${tenantId} AND namespace = ANY(${sql.param([...names])}::text[]) ORDER BY namespace, agent_id`);
     const result = new Map<string, AccessGrant[]>();

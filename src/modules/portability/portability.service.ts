@@ -2,6 +2,8 @@ import { sql } from 'drizzle-orm';
 import { type AccessService, COMMON, type NamespaceSettings, SYSTEM } from '../../auth/access.js';
 import { actorOf, type Principal } from '../../auth/principal.js';
 import type { DatabaseHandle } from '../../db/client.js';
+import type { RawRow } from '../../db/rows.js';
+import type { entries as entriesTable } from '../../db/schema.js';
 import { badInput, StatehouseError } from '../../domain/errors.js';
 import { checkSchema, validateValue } from '../../domain/json-schema.js';
 import { checkKey, checkNamespace, checkScope, GLOBAL_SCOPE } from '../../domain/names.js';
@@ -59,7 +61,7 @@ export class PortabilityService {
     const wanted = names?.map((name) => checkNamespace(name, 'namespaces')) ?? null;
     const settings = await this.access.namespaces(tenantId);
     const selected = [...settings.values()].filter((ns) => wanted === null || wanted.includes(ns.name));
-    const rows = await this.database.rows<{ namespace: string; scope: string; key: string; value: unknown; expires_at: string | null }>(sql`
+    const rows = await this.database.rows<Pick<RawRow<typeof entriesTable>, 'namespace' | 'scope' | 'key' | 'value' | 'expires_at'>>(sql`
       SELECT namespace, scope, key, value, expires_at FROM entries
       WHERE tenant_id = ${tenantId} AND namespace = ANY(${sql.param(selected.map((ns) => ns.name))}::text[])
         AND NOT deleted AND (expires_at IS NULL OR expires_at > now())

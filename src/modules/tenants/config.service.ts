@@ -1,6 +1,8 @@
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../../db/client.js';
+import type { RawRow } from '../../db/rows.js';
+import type { tenants } from '../../db/schema.js';
 import { badInput } from '../../domain/errors.js';
 import type { EventBus } from '../../events/bus.js';
 import { MAX_VALUE_BYTES } from '../../domain/values.js';
@@ -133,7 +135,9 @@ export class ConfigService {
   }
 
   private async load(tenantId: string): Promise<TenantConfig> {
-    const [row] = await this.database.rows<{ settings: Record<string, unknown> }>(sql`SELECT settings FROM tenants WHERE id = ${tenantId}`);
+    const [row] = await this.database.rows<Pick<RawRow<typeof tenants>, 'settings'>>(
+      sql`SELECT settings FROM tenants WHERE id = ${tenantId}`,
+    );
     return mergePatch(defaultConfig(this.activeWindowSeconds), row?.settings ?? {}) as TenantConfig;
   }
 
@@ -143,7 +147,9 @@ export class ConfigService {
    */
   async update(tenantId: string, patch: unknown): Promise<TenantConfig> {
     if (!isObject(patch)) throw badInput('patch', 'patch must be a JSON object');
-    const [row] = await this.database.rows<{ settings: Record<string, unknown> }>(sql`SELECT settings FROM tenants WHERE id = ${tenantId}`);
+    const [row] = await this.database.rows<Pick<RawRow<typeof tenants>, 'settings'>>(
+      sql`SELECT settings FROM tenants WHERE id = ${tenantId}`,
+    );
     const overrides = mergePatch(row?.settings ?? {}, patch);
     const merged = mergePatch(defaultConfig(this.activeWindowSeconds), overrides);
     if (!validate(merged)) {
