@@ -4,7 +4,7 @@ import { CloseCode, handleProtocols, makeServer, type ServerOptions } from 'grap
 import type { YogaServerInstance } from 'graphql-yoga';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { authorizationOf, bearerToken, credentialsProblem } from '../auth/tokens.js';
-import type { Context, Services } from '../context.js';
+import type { Context, Services, SocketSource } from '../context.js';
 import { toGraphQLError } from '../graphql/errors.js';
 import { CONNECTION_INIT_TIMEOUT_MS, originPolicy, SocketLimits, TOO_MANY_CONNECTIONS } from '../guards/socket-limits.js';
 import { MAX_VALUE_BYTES_SETTING } from '../modules/tenants/config.service.js';
@@ -116,7 +116,7 @@ function serveGraphqlWs(options: ServerOptions<Record<string, unknown> | undefin
 
 export interface WebSocketOptions {
   server: Server;
-  yoga: YogaServerInstance<{ connectionParams?: Record<string, unknown> }, Context>;
+  yoga: YogaServerInstance<SocketSource, Context>;
   services: Services;
   shared: SharedSubscriptions;
   /** Browser origins allowed to open a socket (as for CORS); none by default. */
@@ -179,6 +179,8 @@ export function serveWebSockets({ server, yoga, services, shared, corsOrigins }:
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx,
           connectionParams: ctx.connectionParams ?? {},
+          // The context takes the principal just authenticated for this message rather than authenticating it again.
+          authenticated: principal,
           params: payload,
         });
         let document: DocumentNode;
