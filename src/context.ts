@@ -88,19 +88,28 @@ class RequestLoaders implements Loaders {
   }
 }
 
+/** What a socket's message brings to its context: the socket's parameters and, once authenticated, its principal. */
+export interface SocketSource {
+  connectionParams?: Record<string, unknown>;
+  /** The principal of the message's token, authenticated by the transport for this very message (null: none). */
+  authenticated?: Principal | null;
+}
+
 /**
  * The one context factory for HTTP, SSE and WebSocket: the token comes from the Authorization
  * header, or from `connectionParams.authorization` on a socket.
  */
-export async function createContext(
-  services: Services,
-  source: { request?: Request; connectionParams?: Record<string, unknown> },
-): Promise<Context> {
+export async function createContext(services: Services, source: { request?: Request } & SocketSource): Promise<Context> {
   const header = source.connectionParams
     ? authorizationOf(source.connectionParams)
     : (source.request?.headers.get('authorization') ?? undefined);
   const token = bearerToken(header);
-  const principal = token === undefined ? null : await services.authenticator.authenticate(token);
+  const principal =
+    token === undefined
+      ? null
+      : source.authenticated !== undefined
+        ? source.authenticated
+        : await services.authenticator.authenticate(token);
   return {
     principal,
     unauthenticatedReason: principal ? undefined : credentialsProblem(token, source.connectionParams ? 'socket' : 'http'),

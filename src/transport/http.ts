@@ -1,7 +1,7 @@
 import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createYoga, type Plugin } from 'graphql-yoga';
-import { type Context, createContext, type Services } from '../context.js';
+import { type Context, createContext, type Services, type SocketSource } from '../context.js';
 import { useDashboard } from '../dashboard/dashboard.plugin.js';
 import type { DatabaseHandle } from '../db/client.js';
 import { useRequestErrorCodes } from '../graphql/errors.js';
@@ -48,7 +48,7 @@ function useReadiness(database: DatabaseHandle): Plugin {
 /** GraphQL over HTTP and SSE at /graphql (Yoga), with health, readiness, the dashboard and GraphiQL. */
 export function createGatewayYoga(options: YogaOptions) {
   const { services, database } = options;
-  return createYoga<{ connectionParams?: Record<string, unknown> }, Context>({
+  return createYoga<SocketSource, Context>({
     schema,
     graphqlEndpoint: '/graphql',
     healthCheckEndpoint: '/health',
@@ -63,7 +63,8 @@ export function createGatewayYoga(options: YogaOptions) {
     maxRequestBodySize: false,
     // Served by useGraphiQL from the gateway itself: Yoga's own page loads GraphiQL from a CDN.
     graphiql: false,
-    context: ({ request, connectionParams }) => createContext(services, connectionParams ? { connectionParams } : { request }),
+    context: ({ request, connectionParams, authenticated }) =>
+      createContext(services, connectionParams ? { connectionParams, authenticated } : { request }),
     plugins: [
       ...(options.plugins ?? []),
       useDashboard(),

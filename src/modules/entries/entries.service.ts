@@ -339,7 +339,7 @@ export class EntriesService {
       // being created (its row is in no earlier snapshot): the write is tried once more — the row now
       // exists for every later snapshot.
       const current = await this.store.current(tenantId, at);
-      if (value.condition) throw current.notANumber ? new NotANumber() : outOfRange();
+      if (value.conditional) throw current.notANumber ? new NotANumber() : outOfRange();
       if (current.version === expected && attempt === 1) continue;
       throw versionConflict(current.version);
     }

@@ -1,4 +1,4 @@
-import { type SQL, sql } from 'drizzle-orm';
+import { type SQL, type SQLChunk, sql } from 'drizzle-orm';
 import { type Statements, sqlState } from '../../db/client.js';
 import { payloadTooLarge } from '../../domain/errors.js';
 import type { LogPosition } from '../../events/change-feed.js';
@@ -42,8 +42,11 @@ export const CURRENT_REVISION = sql.raw('pg_current_xact_id()::text::bigint');
  * be before it waited for the lock), so `entry(asOf)` finds the right version.
  */
 export const keyLock = (tenantId: string, namespace: string, scope: string, key: string) =>
-  sql`SELECT pg_advisory_xact_lock_shared(hashtextextended(${tenantLockName(tenantId)}, 0)),
-             pg_advisory_xact_lock(hashtextextended(${lockName(tenantId, namespace, scope, key)}, 0)), clock_timestamp() AS at`;
+  locksOf(tenantLockName(tenantId), lockName(tenantId, namespace, scope, key));
+
+const locksOf = (tenantLock: SQLChunk, keyLockName: SQLChunk) =>
+  sql`SELECT pg_advisory_xact_lock_shared(hashtextextended(${tenantLock}, 0)),
+             pg_advisory_xact_lock(hashtextextended(${keyLockName}, 0)), clock_timestamp() AS at`;
 
 /**
  * Every writer also holds its tenant's lock in shared mode; an import takes it exclusively, so it
@@ -106,18 +109,41 @@ export function keyRange(prefix: string): { from: string; to: string | null } {
 /** Where an entry is: its namespace, scope and key within a tenant. */
 export type EntryAt = { namespace: string; scope: string; key: string };
 
+/**
+ * A value of a statement, by name: the value itself as a parameter, or a placeholder of a statement
+ * compiled once and filled with the values on each call (`placeholder`). Both render the same SQL
+ * text and parameters.
+ */
+export type Bind = (name: string) => SQLChunk;
+const placeholder: Bind = (name) => sql.placeholder(name);
+const direct =
+  (values: Record<string, unknown>): Bind =>
+  (name) =>
+    sql.param(values[name]);
+
 /** How a write computes the entry's value: on insert, on update (`e` is the row), and when it may run. */
-export interface ValueWrite {
+export interface ValueWriteSql {
   inserted: SQL;
   updated: SQL;
   expiresAt: SQL;
   condition?: SQL;
+}
+
+export interface ValueWrite {
+  /** Writes of one shape differ in their values only, so their statement is compiled once. */
+  shape: string;
+  /** The write's SQL, its values bound by `bind`. */
+  sql: (bind: Bind) => ValueWriteSql;
+  values: Record<string, unknown>;
+  /** The write has a condition of its own (an increment's: the value is a number, the sum in range). */
+  conditional?: boolean;
   /** The error for a value the statement found too large (SQLSTATE SH413, raised by statehouse_limit_size). */
   tooLarge?: () => Error;
 }
 
-const expiresIn = (ttlSeconds: number | null): SQL =>
-  ttlSeconds ? sql`now() + make_interval(secs => ${ttlSeconds})` : sql`NULL::timestamptz`;
+const expiresIn = (ttlSeconds: number | null, bind: Bind): SQL =>
+  ttlSeconds ? sql`now() + make_interval(secs => ${bind('ttlSeconds')})` : sql`NULL::timestamptz`;
+const ttlShape = (ttlSeconds: number | null) => (ttlSeconds ? 'ttl' : 'forever');
 
 /** The largest finite double, as SQL numeric. */
 const MAX_JSON_NUMBER = sql.raw(`'${Number.MAX_VALUE}'::numeric`);
@@ -126,33 +152,46 @@ const MAX_JSON_NUMBER = sql.raw(`'${Number.MAX_VALUE}'::numeric`);
 export const valueWrites = {
   /** The value as given (JSON text). */
   set: (value: string, ttlSeconds: number | null): ValueWrite => ({
-    inserted: sql`${value}::jsonb`,
-    updated: sql`excluded.value`,
-    expiresAt: expiresIn(ttlSeconds),
+    shape: `set/${ttlShape(ttlSeconds)}`,
+    values: { value, ttlSeconds },
+    sql: (bind) => ({
+      inserted: sql`${bind('value')}::jsonb`,
+      updated: sql`excluded.value`,
+      expiresAt: expiresIn(ttlSeconds, bind),
+    }),
   }),
   /** RFC 7396 merge patch onto the live value (or `base` when there is none); a result past `maxBytes` is PAYLOAD_TOO_LARGE. */
   mergePatch: (base: string, patch: string, maxBytes: number, ttlSeconds: number | null): ValueWrite => ({
+    shape: `mergePatch/${ttlShape(ttlSeconds)}`,
+    values: { base, patch, maxBytes, ttlSeconds },
     tooLarge: () => payloadTooLarge('patch', maxBytes),
-    inserted: sql`statehouse_limit_size(statehouse_merge_patch(${base}::jsonb, ${patch}::jsonb), ${maxBytes})`,
-    updated: sql`CASE WHEN e.deleted OR e.expires_at <= now() THEN excluded.value
-                      ELSE statehouse_limit_size(statehouse_merge_patch(e.value, ${patch}::jsonb), ${maxBytes}) END`,
-    expiresAt: expiresIn(ttlSeconds),
+    sql: (bind) => ({
+      inserted: sql`statehouse_limit_size(statehouse_merge_patch(${bind('base')}::jsonb, ${bind('patch')}::jsonb), ${bind('maxBytes')})`,
+      updated: sql`CASE WHEN e.deleted OR e.expires_at <= now() THEN excluded.value
+                        ELSE statehouse_limit_size(statehouse_merge_patch(e.value, ${bind('patch')}::jsonb), ${bind('maxBytes')}) END`,
+      expiresAt: expiresIn(ttlSeconds, bind),
+    }),
   }),
   /**
    * Adds `by` to the live number (or to `base` when there is none). numeric, not float: 0.1 + 0.2
    * stays 0.3 and large counters stay exact. A sum beyond double range is refused (the write's
    * condition fails): JSON readers (JavaScript's included) would read it back as Infinity or null.
    */
-  increment: (base: number, by: number, ttlSeconds: number | null): ValueWrite => {
-    const sum = sql`(e.value #>> '{}')::numeric + ${String(by)}::numeric`;
-    return {
-      inserted: sql`to_jsonb(${String(base)}::numeric + ${String(by)}::numeric)`,
-      updated: sql`CASE WHEN e.deleted OR e.expires_at <= now() THEN excluded.value
-                        ELSE to_jsonb(${sum}) END`,
-      expiresAt: expiresIn(ttlSeconds),
-      condition: sql`(e.deleted OR e.expires_at <= now() OR (jsonb_typeof(e.value) = 'number' AND abs(${sum}) <= ${MAX_JSON_NUMBER}))`,
-    };
-  },
+  increment: (base: number, by: number, ttlSeconds: number | null): ValueWrite => ({
+    shape: `increment/${ttlShape(ttlSeconds)}`,
+    values: { base: String(base), by: String(by), ttlSeconds },
+    conditional: true,
+    sql: (bind) => {
+      const sum = sql`(e.value #>> '{}')::numeric + ${bind('by')}::numeric`;
+      return {
+        inserted: sql`to_jsonb(${bind('base')}::numeric + ${bind('by')}::numeric)`,
+        updated: sql`CASE WHEN e.deleted OR e.expires_at <= now() THEN excluded.value
+                          ELSE to_jsonb(${sum}) END`,
+        expiresAt: expiresIn(ttlSeconds, bind),
+        condition: sql`(e.deleted OR e.expires_at <= now() OR (jsonb_typeof(e.value) = 'number' AND abs(${sum}) <= ${MAX_JSON_NUMBER}))`,
+      };
+    },
+  }),
 };
 
 const inNamespaces = (namespaces: readonly string[] | null): SQL =>
@@ -175,6 +214,9 @@ function oldestKept(sameKey: SQL, historyLimit: number | null): SQL {
 export class EntriesStore {
   /** The point read, the hottest query: compiled once. */
   private readonly liveEntry: (at: { tenantId: string } & EntryAt) => Promise<EntryRow[]>;
+
+  /** The single-entry writes without a check in Node, by shape: each compiled once. */
+  private readonly compiledUpserts = new Map<string, (values: Record<string, unknown>) => Promise<EntryRow[]>>();
 
   constructor(private readonly database: Statements) {
     this.liveEntry = database.prepare<EntryRow>(sql`
@@ -344,18 +386,21 @@ export class EntriesStore {
     validate?: (value: unknown) => void,
   ): Promise<Entry | null> {
     const { namespace, scope, key } = at;
-    const expectedCheck =
-      expected === null ? sql`true` : sql`(CASE WHEN e.deleted OR e.expires_at <= now() THEN 0 ELSE e.version END) = ${expected}`;
-    const query = sql`
-      WITH locked AS (${keyLock(tenantId, namespace, scope, key)}),
+    const statement = (bind: Bind) => {
+      const expectedCheck =
+        expected === null ? sql`true` : sql`(CASE WHEN e.deleted OR e.expires_at <= now() THEN 0 ELSE e.version END) = ${bind('expected')}`;
+      const write = value.sql(bind);
+      const [t, n, s, k] = [bind('tenantId'), bind('namespace'), bind('scope'), bind('key')];
+      return sql`
+      WITH locked AS (${locksOf(bind('tenantLock'), bind('keyLock'))}),
       existing AS (
-        SELECT 1 FROM entries WHERE tenant_id = ${tenantId} AND namespace = ${namespace} AND scope = ${scope} AND key = ${key}
+        SELECT 1 FROM entries WHERE tenant_id = ${t} AND namespace = ${n} AND scope = ${s} AND key = ${k}
       ), up AS (
         INSERT INTO entries AS e (tenant_id, namespace, scope, key, value, version, revision, deleted, created_at, updated_at, updated_by, expires_at)
-        SELECT ${tenantId}, ${namespace}, ${scope}, ${key}, ${value.inserted}, 1, ${CURRENT_REVISION}, false, locked.at, locked.at, ${actor}, ${value.expiresAt}
+        SELECT ${t}, ${n}, ${s}, ${k}, ${write.inserted}, 1, ${CURRENT_REVISION}, false, locked.at, locked.at, ${bind('actor')}, ${write.expiresAt}
         FROM locked WHERE ${expected === null || expected === 0 ? sql`true` : sql`EXISTS (SELECT 1 FROM existing)`}
         ON CONFLICT (tenant_id, namespace, scope, key) DO UPDATE SET
-          value = ${value.updated},
+          value = ${write.updated},
           version = e.version + 1,
           revision = excluded.revision,
           deleted = false,
@@ -363,7 +408,7 @@ export class EntriesStore {
           updated_at = excluded.updated_at,
           updated_by = excluded.updated_by,
           expires_at = excluded.expires_at
-        WHERE ${expectedCheck} AND ${value.condition ?? sql`true`}
+        WHERE ${expectedCheck} AND ${write.condition ?? sql`true`}
         RETURNING e.*
       ), log AS (
         INSERT INTO changes (tenant_id, revision, namespace, scope, key, op, version, value, actor, at)
@@ -372,13 +417,32 @@ export class EntriesStore {
       SELECT up.namespace, up.scope, up.key, up.value, up.version, up.revision::text AS revision, up.created_at,
              up.updated_at, up.updated_by, up.expires_at
       FROM (SELECT 1) AS one LEFT JOIN up ON true`;
-    const run = validate
-      ? this.database.transaction(async (rows) => {
-          const [written] = await rows<EntryRow>(query);
-          if (written?.version !== null && written?.version !== undefined) validate(written.value);
-          return written;
-        })
-      : this.database.rows<EntryRow>(query).then(([written]) => written);
+    };
+    const values: Record<string, unknown> = {
+      ...value.values,
+      tenantLock: tenantLockName(tenantId),
+      keyLock: lockName(tenantId, namespace, scope, key),
+      tenantId,
+      namespace,
+      scope,
+      key,
+      actor,
+      expected,
+    };
+    let run: Promise<EntryRow | undefined>;
+    if (validate) {
+      run = this.database.transaction(async (rows) => {
+        const [written] = await rows<EntryRow>(statement(direct(values)));
+        if (written?.version !== null && written?.version !== undefined) validate(written.value);
+        return written;
+      });
+    } else {
+      // Without a check in Node (all but typed namespaces) the statement is compiled once per shape.
+      const shape = `${value.shape}/${expected === null ? 'any' : expected === 0 ? 'absent' : 'version'}`;
+      let compiled = this.compiledUpserts.get(shape);
+      if (!compiled) this.compiledUpserts.set(shape, (compiled = this.database.prepare<EntryRow>(statement(placeholder))));
+      run = compiled(values).then(([written]) => written);
+    }
     const row = await run.catch((error: unknown) => {
       if (value.tooLarge && sqlState(error) === 'SH413') throw value.tooLarge();
       throw error;
