@@ -163,7 +163,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     plugins: [...(metrics ? [metrics.plugin] : []), useMcp(mcp)],
   });
   const http = createHttpServer(yoga);
-  const sockets = serveWebSockets({ server: http.server, yoga, services, shared, corsOrigins: options.corsOrigins });
+  const sockets = serveWebSockets({ server: http.server, yoga, services, shared, logger, corsOrigins: options.corsOrigins });
 
   let stopping: Promise<void> | undefined;
   return {

@@ -5,6 +5,7 @@ import type { YogaServerInstance } from 'graphql-yoga';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { authorizationOf, bearerToken, credentialsProblem } from '../auth/tokens.js';
 import type { Context, Services, SocketSource } from '../context.js';
+import type { Logger } from '../logger.js';
 import { toGraphQLError } from '../graphql/errors.js';
 import { CONNECTION_INIT_TIMEOUT_MS, originPolicy, SocketLimits, TOO_MANY_CONNECTIONS } from '../guards/socket-limits.js';
 import { MAX_VALUE_BYTES_SETTING } from '../modules/tenants/config.service.js';
@@ -43,7 +44,7 @@ const SEND_HIGH_WATER_BYTES = 64 * 1024;
  * of the event loop go out in one write system call: an operation's `next` and `complete` cost one
  * socket write instead of two (a write is the largest single cost of a small operation).
  */
-function serveGraphqlWs(options: ServerOptions<Record<string, unknown> | undefined, Extra>, sockets: WebSocketServer) {
+function serveGraphqlWs(options: ServerOptions<Record<string, unknown> | undefined, Extra>, sockets: WebSocketServer, logger: Logger) {
   const server = makeServer(options);
   sockets.options.handleProtocols = handleProtocols;
   sockets.once('error', () => {
@@ -57,7 +58,7 @@ function serveGraphqlWs(options: ServerOptions<Record<string, unknown> | undefin
       raw.uncork();
     };
     socket.once('error', (error) => {
-      console.error('Internal error on a WebSocket', error);
+      logger.error({ err: error }, 'internal error on a WebSocket');
       socket.close(CloseCode.InternalServerError, 'Internal server error');
     });
     let pongWait: NodeJS.Timeout | null = null;
@@ -92,7 +93,7 @@ function serveGraphqlWs(options: ServerOptions<Record<string, unknown> | undefin
             try {
               await handle(String(message));
             } catch (error) {
-              console.error('Internal error while handling a WebSocket message', error);
+              logger.error({ err: error }, 'internal error while handling a WebSocket message');
               socket.close(CloseCode.InternalServerError, 'Internal server error');
             }
           }),
@@ -119,6 +120,7 @@ export interface WebSocketOptions {
   yoga: YogaServerInstance<SocketSource, Context>;
   services: Services;
   shared: SharedSubscriptions;
+  logger: Logger;
   /** Browser origins allowed to open a socket (as for CORS); none by default. */
   corsOrigins?: string[];
 }
@@ -128,7 +130,7 @@ export interface WebSocketOptions {
  * (one context factory, the same plugins), with the socket limits; subscriptions that can be shared
  * join a fan-out group.
  */
-export function serveWebSockets({ server, yoga, services, shared, corsOrigins }: WebSocketOptions) {
+export function serveWebSockets({ server, yoga, services, shared, logger, corsOrigins }: WebSocketOptions) {
   // Frames up to twice the largest value a tenant may allow; each tenant's own limit applies to the value itself.
   // One message a turn of the event loop: a client's pipelined frames are answered in turn with everyone else's I/O.
   const sockets = new WebSocketServer({
@@ -214,6 +216,7 @@ export function serveWebSockets({ server, yoga, services, shared, corsOrigins }:
       },
     },
     sockets,
+    logger,
   );
   return {
     /** Sockets open now. */
