@@ -32,10 +32,19 @@ function directives(policy: string): Map<string, string[]> {
 const editorText = async (section: string) => (await page.innerText(`${section} .view-lines`)).replaceAll('\u00a0', ' ');
 
 /** Replaces the operation in the editor of the active tab. */
+/**
+ * Replaces the operation in the editor, and waits until GraphiQL itself holds it (it keeps the tabs'
+ * state in the page's storage, a moment after the editor changed): Execute would otherwise still run
+ * the previous operation on a busy machine.
+ */
 async function typeOperation(operation: string): Promise<void> {
   await page.click('section[aria-label="Operation Editor"] .monaco-editor');
   await page.keyboard.press('Control+A');
   await page.keyboard.insertText(operation);
+  await page.waitForFunction(
+    (text) => Object.values({ ...localStorage, ...sessionStorage }).some((value) => String(value).includes(text)),
+    JSON.stringify(operation).slice(1, -1),
+  );
 }
 
 beforeAll(async () => {
