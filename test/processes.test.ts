@@ -125,6 +125,23 @@ const changesOf = (sub: Subscription<{ entryChanged: Change }>) =>
 const tuple = (change: { revision: string; namespace: string; key: string; version: number }) =>
   `${change.revision}|${change.namespace}|${change.key}|${change.version}`;
 
+/**
+ * The places where a change does not come after the one before it in log order: revision, then
+ * namespace, scope and key (changes of one commit, or of writes that arrived together, share a revision).
+ */
+function outOfOrder(changes: readonly { revision: string; namespace: string; scope?: string; key: string; version: number }[]): string[] {
+  const faults: string[] = [];
+  for (let i = 1; i < changes.length; i++) {
+    const [before, after] = [changes[i - 1], changes[i]];
+    if (!before || !after) continue;
+    const revisions = BigInt(after.revision) - BigInt(before.revision);
+    const rest =
+      [after.namespace, after.scope ?? '', after.key].join('\u001f') > [before.namespace, before.scope ?? '', before.key].join('\u001f');
+    if (revisions < 0n || (revisions === 0n && !rest)) faults.push(`${tuple(before)} then ${tuple(after)}`);
+  }
+  return faults;
+}
+
 /** The positions where a revision is not greater than the one before it. */
 function notIncreasing(revisions: readonly string[]): string[] {
   const faults: string[] = [];
@@ -308,7 +325,7 @@ describe.runIf(backend === 'postgres')('two gateways on one PostgreSQL database'
     }
     expect(median(latencies), `latencies ${latencies.join(', ')} ms`).toBeLessThan(1_000);
     expect(sub.results.every((result) => result.errors === undefined)).toBe(true);
-    expect(notIncreasing(changesOf(sub).map((change) => change.revision))).toEqual([]);
+    expect(outOfOrder(changesOf(sub))).toEqual([]);
     sub.stop();
   });
 
@@ -335,9 +352,12 @@ describe.runIf(backend === 'postgres')('two gateways on one PostgreSQL database'
     await first.waitFor(100, 20_000);
     await firstClient.dispose();
     const beforeDisconnect = changesOf(first);
+    // Writes that arrive together share a revision, so the last one seen may not have been seen whole:
+    // resume after the one before it, as statehouse/client does, and skip what was seen.
     const lastSeen = beforeDisconnect.at(-1)?.revision ?? start;
+    const resumeAfter = lastSeen === start ? start : String(BigInt(lastSeen) - 1n);
     const writtenAtResume = acknowledged.length;
-    const second = subscribe<{ entryChanged: Change }>(b.ws(ADMIN_TOKEN), ENTRY_CHANGED, { ns, afterRevision: lastSeen });
+    const second = subscribe<{ entryChanged: Change }>(b.ws(ADMIN_TOKEN), ENTRY_CHANGED, { ns, afterRevision: resumeAfter });
 
     await writing;
     expect(writtenAtResume, 'the subscriber resumed while the writers were still writing').toBeLessThan(400);
@@ -351,10 +371,14 @@ describe.runIf(backend === 'postgres')('two gateways on one PostgreSQL database'
     const lastRevision = expected.at(-1)?.revision;
     await eventually(() => changesOf(second).at(-1)?.revision === lastRevision || second.results.length > 400, 15_000, 'the resumed feed');
 
-    const afterResume = changesOf(second);
+    const resumed = changesOf(second);
     expect([...first.results, ...second.results].filter((result) => result.errors !== undefined)).toEqual([]);
-    expect(notIncreasing(beforeDisconnect.map((change) => change.revision)), 'first connection').toEqual([]);
-    expect(notIncreasing(afterResume.map((change) => change.revision)), 'second connection').toEqual([]);
+    expect(outOfOrder(beforeDisconnect), 'first connection').toEqual([]);
+    expect(outOfOrder(resumed), 'second connection').toEqual([]);
+    // The replay starts with the whole of the last revision seen (and only it is seen twice).
+    const seenBefore = new Set(beforeDisconnect.map(tuple));
+    expect(resumed.filter((change) => seenBefore.has(tuple(change))).every((change) => change.revision === lastSeen)).toBe(true);
+    const afterResume = resumed.filter((change) => change.revision !== lastSeen || !seenBefore.has(tuple(change)));
     const received = [...beforeDisconnect, ...afterResume].map(tuple);
     expect(new Set(received).size, 'no duplicate').toBe(received.length);
     expect(received.sort()).toEqual(expected.map(tuple).sort());

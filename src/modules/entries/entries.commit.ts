@@ -7,7 +7,16 @@ import { validateValue } from '../../domain/json-schema.js';
 import { checkKey, checkNamespace, checkScope, GLOBAL_SCOPE } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
 import type { ValuePolicy } from './entries.policy.js';
-import { CURRENT_REVISION, ENTRY_COLUMNS, type EntryRow, lockName, tenantLockName, toEntry } from './entries.store.js';
+import {
+  CURRENT_REVISION,
+  ENTRY_COLUMNS,
+  type EntryRow,
+  lockName,
+  locksOfKeys,
+  NEXT_VERSION,
+  tenantLockName,
+  toEntry,
+} from './entries.sql.js';
 import { encodeValue, MAX_TTL_SECONDS } from '../../domain/values.js';
 import type { Entry, EntryAddress } from './entries.model.js';
 
@@ -92,11 +101,8 @@ export class CommitService {
     );
     const result = await this.database.transaction(async (rows) => {
       // Lock every key in one order before this transaction has an id (see keyLock).
-      await rows(sql`
-        SELECT pg_advisory_xact_lock_shared(hashtextextended(${tenantLockName(tenantId)}, 0)),
-               (SELECT count(pg_advisory_xact_lock(hashtextextended(name, 0))) FROM
-                 (SELECT name FROM unnest(${sql.param([...new Set(steps.map((s) => lockName(tenantId, s.namespace, s.scope, s.key)))])}::text[]) AS name
-                  ORDER BY name COLLATE "C") AS ordered)`);
+      const names = [...new Set(steps.map((s) => lockName(tenantId, s.namespace, s.scope, s.key)))];
+      await rows(locksOfKeys(tenantLockName(tenantId), sql`unnest(${sql.param(names)}::text[]) AS name`));
       const current = await this.current(rows, tenantId, steps);
       const writes = this.apply(steps, current, maxValueBytes);
       if (writes.length === 0) return { revision: null, rows: [] as EntryRow[] };
@@ -114,13 +120,8 @@ export class CommitService {
           FROM input, (SELECT clock_timestamp() AS at) AS clock
           ON CONFLICT (tenant_id, namespace, scope, key) DO UPDATE SET
             value = excluded.value,
-            version = e.version + 1,
-            revision = excluded.revision,
             deleted = excluded.deleted,
-            created_at = CASE WHEN e.deleted OR e.expires_at <= now() THEN excluded.created_at ELSE e.created_at END,
-            updated_at = excluded.updated_at,
-            updated_by = excluded.updated_by,
-            expires_at = excluded.expires_at
+            ${NEXT_VERSION}
           RETURNING e.*
         ), log AS (
           INSERT INTO changes (tenant_id, revision, namespace, scope, key, op, version, value, actor, at)

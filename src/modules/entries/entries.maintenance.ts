@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../../db/client.js';
 import type { EventBus } from '../../events/bus.js';
-import { CURRENT_REVISION, KEY_LOCK_NAME, TENANT_LOCK_NAME } from './entries.store.js';
+import { CURRENT_REVISION, KEY_LOCK_NAME, TENANT_LOCK_NAME } from './entries.sql.js';
 
 const SWEEP_BATCH = 500;
 const COMPACT_BATCH = 5_000;

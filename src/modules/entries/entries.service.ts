@@ -10,7 +10,8 @@ import type { LogPosition } from '../../events/change-feed.js';
 import { encodeValue, MAX_TTL_SECONDS } from '../../domain/values.js';
 import type { Entry, EntryAddress, EntryChange, EntryVersion, Page } from './entries.model.js';
 import type { ValuePolicy } from './entries.policy.js';
-import { type EntryAt, EntriesStore, keyRange, type ValueWrite, valueWrites } from './entries.store.js';
+import type { EntryAt } from './entries.sql.js';
+import { EntriesStore, keyRange, type ValueWrite, valueWrites } from './entries.store.js';
 
 /**
  * Entries and their change log. Every write is one SQL statement (one round trip, one

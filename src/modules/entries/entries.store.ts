@@ -3,94 +3,30 @@ import { type Statements, sqlState } from '../../db/client.js';
 import { payloadTooLarge } from '../../domain/errors.js';
 import type { LogPosition } from '../../events/change-feed.js';
 import type { ChangeOp, Entry, EntryChange } from './entries.model.js';
-import type { RawRow } from '../../db/rows.js';
-import type { changes, entries } from '../../db/schema.js';
+import { SetBatcher } from './entries.batch.js';
+import {
+  CHANGE_COLUMNS,
+  type ChangeRow,
+  CURRENT_REVISION,
+  ENTRY_COLUMNS,
+  type EntryAt,
+  type EntryRow,
+  keyLock,
+  LIVE,
+  lockName,
+  NEXT_VERSION,
+  locksOf,
+  positionCondition,
+  tenantLockName,
+  toChange,
+  toEntry,
+  WATERMARK,
+} from './entries.sql.js';
 
 /*
- * The entries' SQL and row mapping: the EntriesStore's statements, and the fragments and row shapes
- * the other entry writers (commit, maintenance, import) share. Validation, policy and paging are
- * EntriesService's.
+ * The EntriesStore's statements and their row mapping (the fragments every entry writer shares are
+ * in entries.sql.ts). Validation, policy and paging are EntriesService's.
  */
-
-/** An entry as its statements select it (ENTRY_COLUMNS). */
-export type EntryRow = Pick<
-  RawRow<typeof entries>,
-  'namespace' | 'scope' | 'key' | 'value' | 'version' | 'revision' | 'created_at' | 'updated_at' | 'updated_by' | 'expires_at'
->;
-
-/** A change as the driver returns it: times as text. */
-export type ChangeRow = Pick<
-  RawRow<typeof changes>,
-  'revision' | 'op' | 'namespace' | 'scope' | 'key' | 'version' | 'value' | 'actor' | 'at'
->;
-
-export const ENTRY_COLUMNS = sql.raw(
-  'namespace, scope, key, value, version, revision::text AS revision, created_at, updated_at, updated_by, expires_at',
-);
-export const CHANGE_COLUMNS = sql.raw('revision::text AS revision, op, namespace, scope, key, version, value, at, actor');
-
-/** The transaction id as revision: see README, Architecture. */
-export const CURRENT_REVISION = sql.raw('pg_current_xact_id()::text::bigint');
-
-/**
- * Writers of one key take its lock before their transaction id exists, so a later writer of the
- * key always gets a larger revision (its id is assigned only once the earlier one has committed).
- * A row lock alone would not do: the id could be assigned before waiting for it.
- *
- * It also reads the clock once the lock is held, for `updatedAt` and the change's `at`: a key's
- * later version then never carries an earlier time (now() is when the statement started, which may
- * be before it waited for the lock), so `entry(asOf)` finds the right version.
- */
-export const keyLock = (tenantId: string, namespace: string, scope: string, key: string) =>
-  locksOf(tenantLockName(tenantId), lockName(tenantId, namespace, scope, key));
-
-const locksOf = (tenantLock: SQLChunk, keyLockName: SQLChunk) =>
-  sql`SELECT pg_advisory_xact_lock_shared(hashtextextended(${tenantLock}, 0)),
-             pg_advisory_xact_lock(hashtextextended(${keyLockName}, 0)), clock_timestamp() AS at`;
-
-/**
- * Every writer also holds its tenant's lock in shared mode; an import takes it exclusively, so it
- * can write a whole tenant in one transaction without a lock per key.
- */
-export const tenantLockName = (tenantId: string) => `tenant\u001f${tenantId}`;
-export const TENANT_LOCK_NAME = sql.raw(`concat_ws(chr(31), 'tenant', tenant_id)`);
-
-/** The text a key's lock is named by; the sweeper builds the same in SQL (`KEY_LOCK_NAME`). */
-export const lockName = (tenantId: string, namespace: string, scope: string, key: string) =>
-  [tenantId, namespace, scope, key].join('\u001f');
-export const KEY_LOCK_NAME = sql.raw(`concat_ws(chr(31), tenant_id, namespace, scope, key)`);
-
-/**
- * Below the watermark every transaction has ended, so changes there are final and become visible
- * in revision order: the oldest transaction still running (PostgreSQL's snapshot xmin). It is
- * server-wide, so a long transaction anywhere on the server holds delivery back (never
- * correctness) until it ends — see README, Architecture. A watermark from Statehouse's own writers
- * only (pg_locks / pg_stat_activity) was tried and lost changes under load: a writer can become
- * visible in the reader's snapshot as running without yet being seen as a lock holder.
- */
-export const WATERMARK = sql.raw('pg_snapshot_xmin(pg_current_snapshot())::text::bigint');
-export const LIVE = sql.raw('NOT deleted AND (expires_at IS NULL OR expires_at > now())');
-
-export function positionCondition(operator: '>' | '<=', position: LogPosition): SQL {
-  const op = sql.raw(operator);
-  if (position.namespace === undefined) return sql`revision ${op} ${position.revision}::bigint`;
-  return sql`(revision, namespace, scope, key) ${op} (${position.revision}::bigint, ${position.namespace}, ${position.scope}, ${position.key})`;
-}
-
-export const toEntry = (row: EntryRow): Entry => ({
-  namespace: row.namespace,
-  scope: row.scope,
-  key: row.key,
-  value: row.value,
-  version: row.version,
-  revision: row.revision,
-  createdAt: new Date(row.created_at),
-  updatedAt: new Date(row.updated_at),
-  updatedBy: row.updated_by,
-  expiresAt: row.expires_at === null ? null : new Date(row.expires_at),
-});
-
-export const toChange = (row: ChangeRow): EntryChange => ({ ...row, at: new Date(row.at) });
 
 export function keyRange(prefix: string): { from: string; to: string | null } {
   // In byte order (collation "C"), the keys that start with `prefix` lie in [prefix, successor).
@@ -105,9 +41,6 @@ export function keyRange(prefix: string): { from: string; to: string | null } {
   }
   return { from: prefix, to: null };
 }
-
-/** Where an entry is: its namespace, scope and key within a tenant. */
-export type EntryAt = { namespace: string; scope: string; key: string };
 
 /**
  * A value of a statement, by name: the value itself as a parameter, or a placeholder of a statement
@@ -139,6 +72,8 @@ export interface ValueWrite {
   conditional?: boolean;
   /** The error for a value the statement found too large (SQLSTATE SH413, raised by statehouse_limit_size). */
   tooLarge?: () => Error;
+  /** A plain set (the value as given): writes of it that arrive together may share one statement. */
+  set?: { value: string; ttlSeconds: number | null };
 }
 
 const expiresIn = (ttlSeconds: number | null, bind: Bind): SQL =>
@@ -154,6 +89,7 @@ export const valueWrites = {
   set: (value: string, ttlSeconds: number | null): ValueWrite => ({
     shape: `set/${ttlShape(ttlSeconds)}`,
     values: { value, ttlSeconds },
+    set: { value, ttlSeconds },
     sql: (bind) => ({
       inserted: sql`${bind('value')}::jsonb`,
       updated: sql`excluded.value`,
@@ -218,7 +154,13 @@ export class EntriesStore {
   /** The single-entry writes without a check in Node, by shape: each compiled once. */
   private readonly compiledUpserts = new Map<string, (values: Record<string, unknown>) => Promise<EntryRow[]>>();
 
+  /** Plain sets that arrive together, sent as one statement. */
+  private readonly batcher: SetBatcher;
+
   constructor(private readonly database: Statements) {
+    this.batcher = new SetBatcher(database, (write) =>
+      this.upsertOne(write.tenantId, write.at, write.actor, write.expected, valueWrites.set(write.value, write.ttlSeconds)),
+    );
     this.liveEntry = database.prepare<EntryRow>(sql`
       SELECT ${ENTRY_COLUMNS} FROM entries
       WHERE tenant_id = ${sql.placeholder('tenantId')} AND namespace = ${sql.placeholder('namespace')}
@@ -373,9 +315,10 @@ export class EntriesStore {
   }
 
   /**
-   * Inserts or updates one entry and appends its change, in one statement; null when the version
-   * check (`expected`, 0: must not exist) or `value.condition` refused it. `validate`, when given,
-   * runs on the written value inside the statement's transaction, before commit.
+   * Inserts or updates one entry and appends its change, in one statement (plain sets that arrive
+   * together share one: SetBatcher); null when the version check (`expected`, 0: must not exist) or
+   * `value.condition` refused it. `validate`, when given, runs on the written value inside the
+   * statement's transaction, before commit.
    */
   async upsert(
     tenantId: string,
@@ -385,6 +328,22 @@ export class EntriesStore {
     value: ValueWrite,
     validate?: (value: unknown) => void,
   ): Promise<Entry | null> {
+    const row =
+      value.set && !validate
+        ? await this.batcher.write({ tenantId, at, actor, expected, ...value.set })
+        : await this.upsertOne(tenantId, at, actor, expected, value, validate);
+    return row && row.version !== null && row.version !== undefined ? toEntry(row) : null;
+  }
+
+  /** One write, one statement (see upsert): its row, with a null version when refused. */
+  private async upsertOne(
+    tenantId: string,
+    at: EntryAt,
+    actor: string,
+    expected: number | null,
+    value: ValueWrite,
+    validate?: (value: unknown) => void,
+  ): Promise<EntryRow | undefined> {
     const { namespace, scope, key } = at;
     const statement = (bind: Bind) => {
       const expectedCheck =
@@ -401,13 +360,8 @@ export class EntriesStore {
         FROM locked WHERE ${expected === null || expected === 0 ? sql`true` : sql`EXISTS (SELECT 1 FROM existing)`}
         ON CONFLICT (tenant_id, namespace, scope, key) DO UPDATE SET
           value = ${write.updated},
-          version = e.version + 1,
-          revision = excluded.revision,
           deleted = false,
-          created_at = CASE WHEN e.deleted OR e.expires_at <= now() THEN excluded.created_at ELSE e.created_at END,
-          updated_at = excluded.updated_at,
-          updated_by = excluded.updated_by,
-          expires_at = excluded.expires_at
+          ${NEXT_VERSION}
         WHERE ${expectedCheck} AND ${write.condition ?? sql`true`}
         RETURNING e.*
       ), log AS (
@@ -443,11 +397,10 @@ export class EntriesStore {
       if (!compiled) this.compiledUpserts.set(shape, (compiled = this.database.prepare<EntryRow>(statement(placeholder))));
       run = compiled(values).then(([written]) => written);
     }
-    const row = await run.catch((error: unknown) => {
+    return run.catch((error: unknown) => {
       if (value.tooLarge && sqlState(error) === 'SH413') throw value.tooLarge();
       throw error;
     });
-    return row && row.version !== null && row.version !== undefined ? toEntry(row) : null;
   }
 
   /** A key's version now (0 when absent) and whether its live value is not a number. */

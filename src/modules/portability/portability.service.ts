@@ -9,7 +9,7 @@ import { checkSchema, validateValue } from '../../domain/json-schema.js';
 import { checkKey, checkNamespace, checkScope, GLOBAL_SCOPE } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
 import type { ValuePolicy } from '../entries/entries.policy.js';
-import { CURRENT_REVISION, tenantLockName } from '../entries/entries.store.js';
+import { CURRENT_REVISION, tenantLockName } from '../entries/entries.sql.js';
 import { encodeValue, MAX_TTL_SECONDS } from '../../domain/values.js';
 
 export const EXPORT_FORMAT = 'statehouse-export';

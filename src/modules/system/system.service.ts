@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { DatabaseHandle } from '../../db/client.js';
-import { LIVE, WATERMARK } from '../entries/entries.store.js';
+import { LIVE, WATERMARK } from '../entries/entries.sql.js';
 import type { ConfigService } from '../tenants/config.service.js';
 
 export interface SystemOverview {
