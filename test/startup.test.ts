@@ -1,7 +1,7 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
@@ -190,6 +190,19 @@ describe('npm start', { timeout: 120_000 }, () => {
       expect(started.output().match(/"msg":"stopped"/g)).toHaveLength(3);
     },
   );
+
+  it('runs a worker per core by default on PostgreSQL, and one process on the embedded database', async () => {
+    const started = await start({ ...env, STATEHOUSE_ADMIN_TOKEN: 'default-workers-admin-token' });
+    const cores = availableParallelism();
+    if (process.env.TEST_DATABASE_URL && cores > 1) {
+      expect(started.output()).toMatch(new RegExp(`listening on http://127\\.0\\.0\\.1:\\d+/graphql \\(${cores} worker processes\\)`));
+    } else {
+      expect(started.output()).toMatch(/Statehouse is listening on http:\/\/127\.0\.0\.1:\d+\/graphql"/);
+      expect(started.output()).not.toMatch(/worker/);
+    }
+    expect(await viewerRole(started.url, 'default-workers-admin-token')).toMatchObject({ data: { viewer: { role: 'ADMIN' } } });
+    expect(await stop(started)).toBe(0);
+  });
 
   it('refuses a bad configuration with a clear message', async () => {
     if (!process.env.TEST_DATABASE_URL) {

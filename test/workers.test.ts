@@ -106,6 +106,8 @@ async function registerAgent(id: string): Promise<string> {
 async function connect(token: string) {
   let ended!: () => void;
   const streamEnded = new Promise<void>((resolve) => (ended = resolve));
+  let opened!: () => void;
+  const streamOpened = new Promise<void>((resolve) => (opened = resolve));
   const transport = new StreamableHTTPClientTransport(new URL('/mcp', base), {
     requestInit: { headers: { authorization: `Bearer ${token}` } },
     reconnectionOptions: { maxRetries: 0, initialReconnectionDelay: 100, maxReconnectionDelay: 100, reconnectionDelayGrowFactor: 1 },
@@ -113,12 +115,15 @@ async function connect(token: string) {
       if (init?.method === 'GET') await (await freshFetch(`${base}/health`)).text();
       const response = await freshFetch(input, init);
       if (init?.method !== 'GET' || !response.ok || !response.body) return response;
+      opened();
       const body = response.body.pipeThrough(new TransformStream({ flush: () => ended() }));
       return new Response(body, { status: response.status, headers: response.headers });
     },
   });
   const client = new Client({ name: 'workers-test', version: '1.0.0' });
   await client.connect(transport);
+  // The SDK opens the stream after connect returns: nothing else may take a connection meanwhile.
+  await streamOpened;
   const tracked: McpClient = track(client, transport);
   return { ...tracked, transport, sessionId: () => transport.sessionId, streamEnded };
 }
