@@ -18,8 +18,6 @@ export interface Config {
   shutdownGraceMs: number;
   /** Gateway processes on one port (node:cluster): the available cores on PostgreSQL; 1 on the embedded database, which one process owns. */
   workers: number;
-  /** PostgreSQL connections each worker may open: the one-process pool (20) shared among the workers, at least 2 each. */
-  workerPoolSize: number;
   /** How often history beyond a namespace's historyLimit is removed (reads honour the limit at once). */
   compactIntervalMs: number;
   /** Browser origins allowed to call the API (CORS); empty: none, the default. */
@@ -35,9 +33,6 @@ export interface Config {
 }
 
 export class ConfigError extends Error {}
-
-/** PostgreSQL connections of one gateway process (db/client.ts's default), shared among workers. */
-const POOL_SIZE = 20;
 
 function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
   const raw = env[name];
@@ -88,7 +83,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return {
     port: integer(env, 'PORT', 4000, 0, 65535),
     workers,
-    workerPoolSize: Math.max(2, Math.ceil(POOL_SIZE / workers)),
     host: env.HOST || '127.0.0.1',
     databaseUrl,
     dataDir: env.STATEHOUSE_DATA_DIR || './.statehouse/data',

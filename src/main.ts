@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { buildApp } from './app.js';
 import { announceListening, isWorker, joinCluster, runPrimary, workerMetrics } from './cluster.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
-import { type DatabaseHandle, openDatabase } from './db/client.js';
+import { type DatabaseHandle, openDatabase, workerPoolSize } from './db/client.js';
 import { migrate } from './db/migrate.js';
 import { EventBus } from './events/bus.js';
 import { createLogger, type Logger } from './logger.js';
@@ -14,7 +14,11 @@ async function main(): Promise<void> {
   const logger = createLogger(config.logLevel);
   if (isWorker()) {
     // The gateway's pool is shared among its workers, so more workers do not mean more connections.
-    return serve(config, logger.child({ worker: process.pid }), await openDatabase({ ...config, maxConnections: config.workerPoolSize }));
+    return serve(
+      config,
+      logger.child({ worker: process.pid }),
+      await openDatabase({ ...config, maxConnections: workerPoolSize(config.workers) }),
+    );
   }
 
   const embedded = config.databaseUrl === undefined;

@@ -179,6 +179,8 @@ describe('npm start', { timeout: 120_000 }, () => {
       for (let i = 0; i < 10; i++) expect(await viewerRole(started.url, token, { connection: 'close' })).toMatchObject({ data: {} });
       const scraped = await (await fetch(started.url.replace(/\/graphql$/, '/metrics'))).text();
       expect(scraped).toMatch(/graphql_envelop_request\{operationType="query",operationName="WhoAmI",outcome="success"\} 10\n/);
+      // The workers share one gateway's pool of PostgreSQL connections: 10 each, not 20.
+      expect(scraped).toMatch(/\nstatehouse_db_pool_max_connections 20\n/);
 
       const [victim] = workers();
       process.kill(victim ?? 0, 'SIGKILL');
