@@ -116,16 +116,41 @@ async function connect(token: string) {
       const response = await freshFetch(input, init);
       if (init?.method !== 'GET' || !response.ok || !response.body) return response;
       opened();
-      const body = response.body.pipeThrough(new TransformStream({ flush: () => ended() }));
+      // Passed through; `streamEnded` resolves when it ends, whether closed or broken.
+      const reader = response.body.getReader();
+      const body = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          try {
+            const chunk = await reader.read();
+            if (chunk.done) {
+              ended();
+              controller.close();
+            } else controller.enqueue(chunk.value);
+          } catch (error) {
+            ended();
+            controller.error(error);
+          }
+        },
+        cancel: (reason) => {
+          ended();
+          return reader.cancel(reason);
+        },
+      });
       return new Response(body, { status: response.status, headers: response.headers });
     },
   });
   const client = new Client({ name: 'workers-test', version: '1.0.0' });
   await client.connect(transport);
-  // The SDK opens the stream after connect returns: nothing else may take a connection meanwhile.
-  await streamOpened;
+  // The SDK opens the stream after connect returns: nothing else may take a connection before it
+  // reached a worker (its headers come with its first event, up to 15 s later).
+  const owner = Number(transport.sessionId?.split('.')[0]);
+  await eventually(
+    () => forwarded().some((line) => line.method === 'GET' && line.owner === owner),
+    15_000,
+    `the GET stream of session ${transport.sessionId} forwarded by the other worker`,
+  );
   const tracked: McpClient = track(client, transport);
-  return { ...tracked, transport, sessionId: () => transport.sessionId, streamEnded };
+  return { ...tracked, transport, sessionId: () => transport.sessionId, streamOpened, streamEnded };
 }
 
 describe.runIf(process.env.TEST_DATABASE_URL)('STATEHOUSE_WORKERS=2', { timeout: 120_000 }, () => {
@@ -250,6 +275,34 @@ describe.runIf(process.env.TEST_DATABASE_URL)('STATEHOUSE_WORKERS=2', { timeout:
     await agent.close();
   });
 
+  it('answers 404 for the sessions of a worker that died, on every worker', { timeout: 120_000 }, async () => {
+    const token = await registerAgent(unique('orphan'));
+    const agent = await connect(token);
+    const sessionId = agent.sessionId() ?? '';
+    const owner = Number(sessionId.split('.')[0]);
+    const pid = lines().find(
+      (line) => line.msg === 'taking MCP requests forwarded by sibling workers on 127.0.0.1' && line.clusterWorker === owner,
+    )?.worker as number;
+    expect(workerPids()).toContain(pid);
+    const replaced = workerPids().length + 1;
+    // Its GET stream answered (headers come with its first event: the SDK's keep-alive, 15 s on).
+    await agent.streamOpened;
+    process.kill(pid, 'SIGKILL');
+    // Its stream, held open through the other worker, ends with it.
+    await agent.streamEnded;
+    await eventually(() => workerPids().length === replaced, 60_000, 'a new worker in its place');
+    for (let i = 0; i < 4; i++) {
+      const answer = await raw({ authorization: `Bearer ${token}`, 'mcp-session-id': sessionId });
+      expect(answer.status).toBe(404);
+      expect(answer.text).toContain('Session not found');
+    }
+    await agent.close();
+    // A new session works on the new pair of workers.
+    const again = await connect(token);
+    expect(structured(await again.call('list_namespaces')).role).toBe('AGENT');
+    await again.close();
+  });
+
   it("holds a token's rate limit across both workers, not once per worker", async () => {
     const perSecond = 10;
     const admin = (await ok(ADMIN, 'mutation($name: String!) { createTenant(name: $name) { token } }', { name: unique('limited') }))
@@ -287,5 +340,15 @@ describe.runIf(process.env.TEST_DATABASE_URL)('STATEHOUSE_WORKERS=2', { timeout:
         .map((line) => line.worker),
     );
     expect(drawers.size).toBe(2);
+  });
+
+  it('stops with 0 on SIGTERM while a session is held open through the other worker', async () => {
+    const agent = await connect(await registerAgent(unique('last')));
+    await agent.streamOpened;
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await agent.streamEnded;
+    expect(await exited).toBe(0);
+    await agent.close();
   });
 });

@@ -72,12 +72,11 @@ function forwardTo(agent: Agent, port: number, secret: string, request: Request)
         if (value !== undefined && !HOP_BY_HOP.has(name)) forwarded.set(name, Array.isArray(value) ? value.join(', ') : value);
       }
       answer.once('close', () => request.signal.removeEventListener('abort', abort));
-      // toWeb pulls only as the client reads: backpressure both ways; cancelling it destroys the answer.
-      const body = answer.statusCode === 204 ? null : (Readable.toWeb(answer) as unknown as ReadableStream<Uint8Array>);
+      const body = answer.statusCode === 204 ? null : endingStream(answer);
       resolve(new Response(body, { status: answer.statusCode ?? 502, headers: forwarded }));
     });
     // The owner died between the primary's last word and now: its sessions are gone.
-    upstream.once('error', () => resolve(null));
+    upstream.on('error', () => resolve(null));
     if (request.body && request.method === 'POST') {
       // Yoga's request body may be its own stream class: any async iterable of bytes will do.
       pipeline(Readable.from(request.body as unknown as AsyncIterable<Uint8Array>, { objectMode: false }), upstream).catch(() =>
@@ -87,6 +86,42 @@ function forwardTo(agent: Agent, port: number, secret: string, request: Request)
       upstream.end();
     }
   });
+}
+
+/**
+ * The owner's answer as a web stream, pulled only as the client reads (backpressure both ways);
+ * cancelling it destroys the answer. If the owner goes away mid-answer the stream just ends, as the
+ * session's would have: an errored body would bring down this worker's response writer.
+ */
+function endingStream(answer: IncomingMessage): ReadableStream<Uint8Array> {
+  let done = false;
+  return new ReadableStream<Uint8Array>(
+    {
+      start(controller) {
+        const end = () => {
+          if (done) return;
+          done = true;
+          controller.close();
+        };
+        answer.on('data', (chunk: Buffer) => {
+          if (done) return;
+          controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+          if ((controller.desiredSize ?? 0) <= 0) answer.pause();
+        });
+        answer.once('end', end);
+        answer.once('close', end);
+        answer.on('error', end);
+      },
+      pull: () => {
+        answer.resume();
+      },
+      cancel: () => {
+        done = true;
+        answer.destroy();
+      },
+    },
+    { highWaterMark: 64 * 1024, size: (chunk) => chunk.byteLength },
+  );
 }
 
 function secretMatches(given: string | string[] | undefined, secret: string | undefined): boolean {
@@ -103,6 +138,9 @@ function secretMatches(given: string | string[] | undefined, secret: string | un
  */
 export function servePrivateMcp(path: string, handle: (request: Request) => Promise<Response>, secret: () => string | undefined) {
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    // A sibling that goes away mid-request ends this one; it is no error of this process.
+    req.on('error', () => {});
+    res.on('error', () => {});
     if (!secretMatches(req.headers[CLUSTER_SECRET_HEADER], secret())) {
       res.writeHead(403, { 'content-type': 'text/plain' }).end('Only sibling workers may call this port\n');
       req.resume();
