@@ -214,9 +214,10 @@ export async function buildApp(options: AppOptions): Promise<App> {
         services.watcher.closeAll();
         shared.closeAll();
         await mcp.close();
-        privateMcp?.close();
         await sockets.dispose();
         await http.drain(options.shutdownGraceMs ?? 10_000);
+        // After the public port: a sibling's forwarded request in flight is answered, not cut.
+        privateMcp?.close();
         feeds.close();
         await jobs.stop();
         await services.audit.flush();
