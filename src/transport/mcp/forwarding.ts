@@ -16,6 +16,8 @@ import type { Logger } from '../../logger.js';
 export const CLUSTER_SECRET_HEADER = 'x-statehouse-cluster-secret';
 /** A session id opened by a worker: its worker id, a dot, 32 random bytes. */
 const WORKER_SESSION = /^(\d{1,9})\.[A-Za-z0-9_-]{43}$/;
+/** Statuses a Response may not have a body with. */
+const NULL_BODY_STATUSES = new Set([204, 205, 304]);
 /** Headers of one connection, not of the request or answer they carry. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'host', 'upgrade', CLUSTER_SECRET_HEADER]);
 
@@ -72,7 +74,9 @@ function forwardTo(agent: Agent, port: number, secret: string, request: Request)
         if (value !== undefined && !HOP_BY_HOP.has(name)) forwarded.set(name, Array.isArray(value) ? value.join(', ') : value);
       }
       answer.once('close', () => request.signal.removeEventListener('abort', abort));
-      const body = answer.statusCode === 204 ? null : endingStream(answer);
+      const bodyless = NULL_BODY_STATUSES.has(answer.statusCode ?? 0);
+      if (bodyless) answer.resume();
+      const body = bodyless ? null : endingStream(answer);
       resolve(new Response(body, { status: answer.statusCode ?? 502, headers: forwarded }));
     });
     // The owner died between the primary's last word and now: its sessions are gone.
