@@ -7,6 +7,8 @@ import { EventBus } from './events/bus.js';
 import { ChangeFeeds } from './events/change-feed.js';
 import { ProcessRegistry } from './events/processes.js';
 import { createMaskError } from './graphql/errors.js';
+import type { ClusterMember } from './cluster.js';
+import { LeasedRateLimiter, RateLimiter } from './guards/rate-limiter.js';
 import { PeriodicJobs } from './jobs.js';
 import type { Logger } from './logger.js';
 import { AgentsService } from './modules/agents/agents.service.js';
@@ -29,7 +31,8 @@ import { TokensService } from './modules/tokens/tokens.service.js';
 import { createMetrics, type MetricsOptions } from './observability/metrics.js';
 import { SharedSubscriptions } from './transport/fanout.js';
 import { createGatewayYoga, createHttpServer } from './transport/http.js';
-import { McpEndpoint, useMcp } from './transport/mcp/endpoint.js';
+import { MCP_PATH, McpEndpoint, useMcp } from './transport/mcp/endpoint.js';
+import { mcpRouting, servePrivateMcp } from './transport/mcp/forwarding.js';
 import { serveWebSockets } from './transport/websocket.js';
 import { DEFAULT_ACTIVE_WINDOW_SECONDS } from './domain/values.js';
 import type { EntryChange } from './modules/entries/entries.model.js';
@@ -54,6 +57,8 @@ export interface AppOptions {
   maintenance?: MaintenanceOptions | false;
   /** Prometheus metrics at GET /metrics (no token; no tenant data); false turns them off. */
   metrics?: MetricsOptions | false;
+  /** A worker of several on one port (STATEHOUSE_WORKERS): MCP sessions and rate limits shared with its siblings. */
+  cluster?: ClusterMember;
 }
 
 export interface MaintenanceOptions {
@@ -77,7 +82,14 @@ export interface App {
   stop(): Promise<void>;
 }
 
-function createServices(database: DatabaseHandle, bus: EventBus, logger: Logger, activeWindowSeconds: number, cipher: ValueCipher | null) {
+function createServices(
+  database: DatabaseHandle,
+  bus: EventBus,
+  logger: Logger,
+  activeWindowSeconds: number,
+  cipher: ValueCipher | null,
+  cluster: ClusterMember | undefined,
+) {
   const access = new AccessService(database, bus);
   const config = new ConfigService(database, bus, activeWindowSeconds);
   const policy = new ValuePolicy(database, config, cipher);
@@ -108,6 +120,7 @@ function createServices(database: DatabaseHandle, bus: EventBus, logger: Logger,
     insights: new InsightsService(database, bus),
     optimizations: new OptimizationsService(database),
     audit: new AuditLog(database, logger),
+    rateLimits: cluster ? new LeasedRateLimiter(cluster.drawLease) : new RateLimiter(),
   };
   return { services, feeds };
 }
@@ -121,7 +134,14 @@ export async function buildApp(options: AppOptions): Promise<App> {
   const processes = database.broadcast ? new ProcessRegistry(database, logger) : undefined;
   await processes?.join();
   const bus = new EventBus(database.broadcast, logger, processes);
-  const { services, feeds } = createServices(database, bus, logger, options.activeWindowSeconds ?? DEFAULT_ACTIVE_WINDOW_SECONDS, cipher);
+  const { services, feeds } = createServices(
+    database,
+    bus,
+    logger,
+    options.activeWindowSeconds ?? DEFAULT_ACTIVE_WINDOW_SECONDS,
+    cipher,
+    options.cluster,
+  );
   const maintenance = new EntryMaintenance(database, bus);
   const jobs = new PeriodicJobs(logger);
   if (options.maintenance !== false) {
@@ -152,7 +172,15 @@ export async function buildApp(options: AppOptions): Promise<App> {
       ? undefined
       : createMetrics({ database, feeds, fanout: shared, audit: services.audit, openSockets: () => sockets.open() }, options.metrics);
   // MCP at /mcp: its tools and resources run GraphQL operations through this Yoga instance.
-  const mcp = new McpEndpoint({ graphql: (request) => yoga.fetch(request), services, corsOrigins: options.corsOrigins });
+  const { cluster } = options;
+  const mcp = new McpEndpoint({
+    graphql: (request) => yoga.fetch(request),
+    services,
+    corsOrigins: options.corsOrigins,
+    routing: cluster && mcpRouting(cluster, logger),
+  });
+  // A worker's own port for its sessions' requests that reached a sibling.
+  const privateMcp = cluster && servePrivateMcp(MCP_PATH, (request) => mcp.handle(request, { forwarded: true }), cluster.secret);
   const yoga = createGatewayYoga({
     services,
     database,
@@ -171,7 +199,14 @@ export async function buildApp(options: AppOptions): Promise<App> {
     maintenance,
     fanout: shared,
     fetch: async (input, init) => yoga.fetch(input as URL, init ?? {}),
-    start: (port, host) => http.listen(port, host),
+    start: async (port, host) => {
+      if (cluster && privateMcp) {
+        const privatePort = await privateMcp.listen();
+        logger.info({ privatePort, clusterWorker: cluster.id }, 'taking MCP requests forwarded by sibling workers on 127.0.0.1');
+        cluster.announcePrivatePort(privatePort);
+      }
+      return http.listen(port, host);
+    },
     /** Stop accepting, end subscriptions, finish in-flight requests (up to the grace period), close. Idempotent. */
     stop: () => {
       stopping ??= (async () => {
@@ -181,6 +216,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
         await mcp.close();
         await sockets.dispose();
         await http.drain(options.shutdownGraceMs ?? 10_000);
+        // After the public port: a sibling's forwarded request in flight is answered, not cut.
+        privateMcp?.close();
         feeds.close();
         await jobs.stop();
         await services.audit.flush();

@@ -2,10 +2,13 @@
  * Several gateway processes on one port (STATEHOUSE_WORKERS, node:cluster). Each worker is a whole
  * gateway: the design for several processes on one database (caches invalidated across processes,
  * one change feed, the process registry) holds for workers as for separate machines. The primary
- * only starts them, restarts one that dies, sums their metrics and stops them gracefully.
+ * starts them, restarts one that dies, sums their metrics and stops them gracefully; it also tells
+ * each worker where its siblings take forwarded MCP requests, and owns the port's rate-limit buckets.
  */
 import cluster, { type Worker } from 'node:cluster';
+import { randomBytes } from 'node:crypto';
 import { AggregatorRegistry, type Registry } from 'prom-client';
+import { type DrawLease, RateLimiter } from './guards/rate-limiter.js';
 import type { Logger } from './logger.js';
 
 /** A worker asks the primary for every worker's metrics; the primary answers with the sum. */
@@ -31,6 +34,39 @@ interface ListeningMessage {
   url: string;
 }
 
+/** A worker tells the primary the private port where it takes its sessions' forwarded MCP requests. */
+const PRIVATE_PORT = 'statehouse:private-port';
+/** The primary tells every worker the live workers' private ports and the port's shared secret. */
+const SIBLINGS = 'statehouse:siblings';
+/** A worker draws a lease of a token's operations from the primary's bucket. */
+const RATE_LEASE = 'statehouse:rate-lease';
+/** A worker waits this long for a lease, then lets the operation through (the primary is busy or gone). */
+const LEASE_TIMEOUT_MS = 2_000;
+
+interface PrivatePortMessage {
+  type: typeof PRIVATE_PORT;
+  port: number;
+}
+
+interface SiblingsMessage {
+  type: typeof SIBLINGS;
+  secret: string;
+  /** [cluster worker id, private port] of every worker that announced one and is alive. */
+  ports: [number, number][];
+}
+
+interface RateLeaseMessage {
+  type: typeof RATE_LEASE;
+  id: number;
+  token?: string;
+  perSecond?: number;
+  most?: number;
+  granted?: number;
+  waitMs?: number;
+}
+
+type WorkerMessage = GatherMessage | ListeningMessage | PrivatePortMessage | RateLeaseMessage;
+
 export const isWorker = (): boolean => cluster.isWorker;
 
 /**
@@ -42,9 +78,23 @@ export function runPrimary(count: number, logger: Logger): void {
   const crashes: number[] = [];
   let listening = 0;
   let stopping = false;
+  // Sent with every forwarded request: a worker's private port answers nothing without it.
+  const secret = randomBytes(32).toString('base64url');
+  const privatePorts = new Map<number, number>();
+  const rates = new RateLimiter();
+  const tellSiblings = () => {
+    const message: SiblingsMessage = { type: SIBLINGS, secret, ports: [...privatePorts] };
+    for (const worker of Object.values(cluster.workers ?? {})) if (worker?.isConnected()) worker.send(message);
+  };
 
-  cluster.on('message', (worker: Worker, message: GatherMessage | ListeningMessage | undefined) => {
-    if (message?.type === GATHER_METRICS) {
+  cluster.on('message', (worker: Worker, message: WorkerMessage | undefined) => {
+    if (message?.type === RATE_LEASE) {
+      const { granted, waitMs } = rates.draw(message.token ?? '', message.perSecond ?? 1, message.most ?? 1);
+      worker.send({ type: RATE_LEASE, id: message.id, granted, waitMs } satisfies RateLeaseMessage);
+    } else if (message?.type === PRIVATE_PORT) {
+      privatePorts.set(worker.id, message.port);
+      tellSiblings();
+    } else if (message?.type === GATHER_METRICS) {
       aggregator.clusterMetrics().then(
         (text) => worker.send({ type: GATHER_METRICS, id: message.id, text } satisfies GatherMessage),
         (error: unknown) =>
@@ -74,6 +124,8 @@ export function runPrimary(count: number, logger: Logger): void {
   };
 
   cluster.on('exit', (worker, code, signal) => {
+    // Its sessions are gone with it: their ids now name no live worker (404, as an unknown session).
+    if (privatePorts.delete(worker.id)) tellSiblings();
     if (stopping) return;
     const now = Date.now();
     crashes.push(now);
@@ -97,6 +149,57 @@ export function runPrimary(count: number, logger: Logger): void {
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
   for (let i = 0; i < count; i++) cluster.fork();
+}
+
+/** What a worker knows of its port's other workers (see `joinCluster`). */
+export interface ClusterMember {
+  /** This worker's id among the port's workers (node:cluster's; a restarted worker gets a new one). */
+  id: number;
+  /** The private port of a live sibling (never this worker's own), or undefined. */
+  siblingPort(id: number): number | undefined;
+  /** The port's shared secret, once the primary has told it. */
+  secret(): string | undefined;
+  /** Tells the siblings, through the primary, where this worker takes forwarded requests. */
+  announcePrivatePort(port: number): void;
+  /** Draws a lease from the primary's rate-limit buckets. */
+  drawLease: DrawLease;
+}
+
+/** A worker's link to the primary and, through it, to its siblings. */
+export function joinCluster(logger: Logger): ClusterMember {
+  const id = cluster.worker?.id ?? 0;
+  let ports = new Map<number, number>();
+  let secret: string | undefined;
+  let nextLease = 0;
+  const waiting = new Map<number, (message: RateLeaseMessage) => void>();
+  process.on('message', (message: SiblingsMessage | RateLeaseMessage | undefined) => {
+    if (message?.type === SIBLINGS) {
+      secret = message.secret;
+      ports = new Map(message.ports.filter(([worker]) => worker !== id));
+    } else if (message?.type === RATE_LEASE) waiting.get(message.id)?.(message);
+  });
+  return {
+    id,
+    siblingPort: (worker) => ports.get(worker),
+    secret: () => secret,
+    announcePrivatePort: (port) => process.send?.({ type: PRIVATE_PORT, port } satisfies PrivatePortMessage),
+    drawLease: (token, perSecond, most) =>
+      new Promise((resolve) => {
+        const lease = nextLease++;
+        const timer = setTimeout(() => {
+          waiting.delete(lease);
+          logger.warn('the primary process did not answer a rate-limit lease in time; the operation is let through');
+          resolve({ granted: 1, waitMs: 0 });
+        }, LEASE_TIMEOUT_MS);
+        waiting.set(lease, (message) => {
+          clearTimeout(timer);
+          waiting.delete(lease);
+          resolve({ granted: message.granted ?? 0, waitMs: message.waitMs ?? 0 });
+        });
+        logger.debug({ perSecond, most }, 'drawing a rate-limit lease from the primary');
+        process.send?.({ type: RATE_LEASE, id: lease, token, perSecond, most } satisfies RateLeaseMessage);
+      }),
+  };
 }
 
 /** A worker tells the primary where it listens. */

@@ -16,7 +16,7 @@ export interface Config {
   logLevel: string;
   /** How long SIGTERM waits for in-flight requests before closing sockets anyway. */
   shutdownGraceMs: number;
-  /** Gateway processes on one port (node:cluster); 1 on the embedded database, which one process owns. */
+  /** Gateway processes on one port (node:cluster): the available cores on PostgreSQL; 1 on the embedded database, which one process owns. */
   workers: number;
   /** How often history beyond a namespace's historyLimit is removed (reads honour the limit at once). */
   compactIntervalMs: number;
@@ -75,9 +75,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (adminToken !== undefined && adminToken.length < 16) {
     throw new ConfigError('STATEHOUSE_ADMIN_TOKEN must be at least 16 characters');
   }
-  // One by default: MCP sessions live in the process that opened them, and the processes of one port
-  // cannot route a session's requests to it (see README, Scaling out).
-  const workers = integer(env, 'STATEHOUSE_WORKERS', 1, 1, Math.max(64, availableParallelism()));
+  // Every core by default on PostgreSQL: workers share MCP sessions and rate limits (see cluster.ts).
+  const workers = integer(env, 'STATEHOUSE_WORKERS', databaseUrl ? availableParallelism() : 1, 1, Math.max(64, availableParallelism()));
   if (!databaseUrl && workers > 1) {
     throw new ConfigError('STATEHOUSE_WORKERS must be 1 on the embedded database (one process owns it); set DATABASE_URL for more');
   }

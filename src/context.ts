@@ -18,6 +18,7 @@ import type { PortabilityService } from './modules/portability/portability.servi
 import type { SystemService } from './modules/system/system.service.js';
 import type { ConfigService } from './modules/tenants/config.service.js';
 import type { TokensService } from './modules/tokens/tokens.service.js';
+import type { RateBudget } from './guards/rate-limiter.js';
 
 /** The domain services, built once per process. */
 export interface Services {
@@ -38,6 +39,8 @@ export interface Services {
   insights: InsightsService;
   optimizations: OptimizationsService;
   audit: AuditLog;
+  /** Operations per token and second (tenant's rateLimit): this process's buckets, or the port's when it runs workers. */
+  rateLimits: RateBudget;
 }
 
 /** Per-request batching, so lists never query per row. */

@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildApp } from './app.js';
-import { announceListening, isWorker, runPrimary, workerMetrics } from './cluster.js';
+import { announceListening, isWorker, joinCluster, runPrimary, workerMetrics } from './cluster.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
-import { type DatabaseHandle, openDatabase } from './db/client.js';
+import { type DatabaseHandle, openDatabase, workerPoolSize } from './db/client.js';
 import { migrate } from './db/migrate.js';
 import { EventBus } from './events/bus.js';
 import { createLogger, type Logger } from './logger.js';
@@ -12,7 +12,14 @@ import { TokensService } from './modules/tokens/tokens.service.js';
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
-  if (isWorker()) return serve(config, logger.child({ worker: process.pid }), await openDatabase(config));
+  if (isWorker()) {
+    // The gateway's pool is shared among its workers, so more workers do not mean more connections.
+    return serve(
+      config,
+      logger.child({ worker: process.pid }),
+      await openDatabase({ ...config, maxConnections: workerPoolSize(config.workers) }),
+    );
+  }
 
   const embedded = config.databaseUrl === undefined;
   const creating = embedded && !existsSync(join(config.dataDir, 'PG_VERSION'));
@@ -61,6 +68,7 @@ async function serve(config: Config, logger: Logger, database: DatabaseHandle): 
     },
     encryptionKey: config.encryptionKey,
     previousEncryptionKeys: config.previousEncryptionKeys,
+    cluster: isWorker() ? joinCluster(logger) : undefined,
   });
   const { url } = await app.start(config.port, config.host);
   if (isWorker()) {

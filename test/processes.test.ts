@@ -554,7 +554,8 @@ describe.runIf(backend === 'postgres')('two gateways on one PostgreSQL database'
 
 describe(`durability (${backend})`, () => {
   it('keeps every acknowledged write, and its change, after kill -9 during a write loop', async () => {
-    const env = { ...(await freshDataEnv()), STATEHOUSE_ADMIN_TOKEN: ADMIN_TOKEN };
+    // One process: the one that acknowledged the writes is the one killed (workers would only exit after it).
+    const env = { ...(await freshDataEnv()), STATEHOUSE_ADMIN_TOKEN: ADMIN_TOKEN, STATEHOUSE_WORKERS: '1' };
     const first = await startProcess(env);
     const ns = unique('durable');
     await ok(first.gql, ADMIN_TOKEN, 'mutation($ns: String!) { createNamespace(input: { name: $ns }) { name } }', { ns });

@@ -1,7 +1,7 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
@@ -179,6 +179,8 @@ describe('npm start', { timeout: 120_000 }, () => {
       for (let i = 0; i < 10; i++) expect(await viewerRole(started.url, token, { connection: 'close' })).toMatchObject({ data: {} });
       const scraped = await (await fetch(started.url.replace(/\/graphql$/, '/metrics'))).text();
       expect(scraped).toMatch(/graphql_envelop_request\{operationType="query",operationName="WhoAmI",outcome="success"\} 10\n/);
+      // The workers share one gateway's pool of PostgreSQL connections: 10 each, not 20.
+      expect(scraped).toMatch(/\nstatehouse_db_pool_max_connections 20\n/);
 
       const [victim] = workers();
       process.kill(victim ?? 0, 'SIGKILL');
@@ -190,6 +192,19 @@ describe('npm start', { timeout: 120_000 }, () => {
       expect(started.output().match(/"msg":"stopped"/g)).toHaveLength(3);
     },
   );
+
+  it('runs a worker per core by default on PostgreSQL, and one process on the embedded database', async () => {
+    const started = await start({ ...env, STATEHOUSE_ADMIN_TOKEN: 'default-workers-admin-token' });
+    const cores = availableParallelism();
+    if (process.env.TEST_DATABASE_URL && cores > 1) {
+      expect(started.output()).toMatch(new RegExp(`listening on http://127\\.0\\.0\\.1:\\d+/graphql \\(${cores} worker processes\\)`));
+    } else {
+      expect(started.output()).toMatch(/Statehouse is listening on http:\/\/127\.0\.0\.1:\d+\/graphql"/);
+      expect(started.output()).not.toMatch(/worker/);
+    }
+    expect(await viewerRole(started.url, 'default-workers-admin-token')).toMatchObject({ data: { viewer: { role: 'ADMIN' } } });
+    expect(await stop(started)).toBe(0);
+  });
 
   it('refuses a bad configuration with a clear message', async () => {
     if (!process.env.TEST_DATABASE_URL) {

@@ -112,8 +112,14 @@ class QueryMeter {
   }
 }
 
+/** PostgreSQL connections one gateway opens at most; its workers share them (see workerPoolSize). */
+export const POOL_SIZE = 20;
+
+/** Each of `workers` processes of one gateway: its share of POOL_SIZE, at least 2. */
+export const workerPoolSize = (workers: number): number => Math.max(2, Math.ceil(POOL_SIZE / workers));
+
 export async function openDatabase(options: OpenDatabaseOptions): Promise<DatabaseHandle> {
-  return options.databaseUrl ? openPostgres(options.databaseUrl, options.maxConnections ?? 20) : openPglite(options.dataDir);
+  return options.databaseUrl ? openPostgres(options.databaseUrl, options.maxConnections ?? POOL_SIZE) : openPglite(options.dataDir);
 }
 
 function openPostgres(url: string, max: number): DatabaseHandle {

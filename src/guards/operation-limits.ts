@@ -19,7 +19,6 @@ import type { Context } from '../context.js';
 import { StatehouseError } from '../domain/errors.js';
 import { toGraphQLError } from '../graphql/errors.js';
 import { defaultConfig, type TenantConfig } from '../modules/tenants/config.service.js';
-import { RateLimiter } from './rate-limiter.js';
 import { isBatched } from './request-limits.js';
 import { DEFAULT_ACTIVE_WINDOW_SECONDS } from '../domain/values.js';
 
@@ -102,7 +101,6 @@ const tooComplex = (error: GraphQLError) => new StatehouseError('QUERY_TOO_COMPL
  * per limits, so a hot query is checked once.
  */
 export function useOperationLimits(): Plugin<Context> {
-  const rates = new RateLimiter();
   const verdicts = new WeakMap<DocumentNode, Map<string, StatehouseError | null>>();
   const anonymous = defaultConfig(DEFAULT_ACTIVE_WINDOW_SECONDS);
 
@@ -128,7 +126,9 @@ export function useOperationLimits(): Plugin<Context> {
     const config = principal ? await services.config.get(principal.tenantId) : anonymous;
     const perSecond = config.rateLimit.perTokenPerSecond;
     if (principal && perSecond !== null) {
-      const waitMs = rates.take(principal.tokenId, perSecond);
+      // The budget is the process's own, or the one the workers of a port share (see rate-limiter.ts).
+      const taken = services.rateLimits.take(principal.tokenId, perSecond);
+      const waitMs = typeof taken === 'number' ? taken : await taken;
       if (waitMs > 0) {
         return new StatehouseError('RATE_LIMITED', `More than ${perSecond} operations a second for this token`, {
           retryAfterMs: waitMs,

@@ -8,6 +8,7 @@ import { bearerToken, credentialsProblem, hashToken } from '../../auth/tokens.js
 import type { Services } from '../../context.js';
 import { originPolicy } from '../../guards/socket-limits.js';
 import { MAX_VALUE_BYTES_SETTING } from '../../modules/tenants/config.service.js';
+import type { McpRouting } from './forwarding.js';
 import { type GraphQLFetch, GraphQLRunner } from './graphql.js';
 import { Resources } from './resources.js';
 import { registerTools } from './tools.js';
@@ -36,6 +37,8 @@ export interface McpEndpointOptions {
   corsOrigins?: string[];
   /** @default MCP_IDLE_SESSION_MS */
   idleSessionMs?: number;
+  /** Workers of one port: session ids name their worker, and a sibling's sessions are forwarded to it. */
+  routing?: McpRouting;
 }
 
 interface Session {
@@ -97,11 +100,15 @@ export class McpEndpoint {
     return this.sessions.size;
   }
 
-  async handle(request: Request): Promise<Response> {
+  /**
+   * Answers one request. `forwarded`: a sibling worker sent it (from its private port) after checking
+   * its origin against the gateway's public host; it is answered here or not at all.
+   */
+  async handle(request: Request, { forwarded = false } = {}): Promise<Response> {
     if (this.closed) return refuse(503, 'The gateway is stopping');
     // MCP requires Origin to be checked (DNS rebinding): a page of another origin is refused.
     const origin = request.headers.get('origin');
-    if (origin !== null && !this.originAllowed(origin, request.headers.get('host'))) return refuse(403, 'Origin not allowed');
+    if (!forwarded && origin !== null && !this.originAllowed(origin, request.headers.get('host'))) return refuse(403, 'Origin not allowed');
 
     const token = bearerToken(request.headers.get('authorization') ?? undefined);
     const principal = token ? await this.options.services.authenticator.authenticate(token) : null;
@@ -111,12 +118,15 @@ export class McpEndpoint {
     const sessionId = request.headers.get('mcp-session-id');
     if (sessionId !== null) {
       const session = this.sessions.get(sessionId);
+      // A sibling's session: its worker answers (the token is checked there against the session's).
+      const answer = session || forwarded ? null : this.options.routing?.forward(sessionId, request);
+      if (answer) return (await answer) ?? refuse(404, 'Session not found');
       // Another token's session answers as one that does not exist.
       if (!session || session.tokenHash !== hashToken(token)) return refuse(404, 'Session not found');
       this.touch(session);
       return session.transport.handleRequest(request);
     }
-    if (request.method !== 'POST') return refuse(400, 'Mcp-Session-Id header is required (initialize first with a POST)');
+    if (request.method !== 'POST' || forwarded) return refuse(400, 'Mcp-Session-Id header is required (initialize first with a POST)');
 
     const { limits } = await this.options.services.config.get(principal.tenantId);
     const open = [...this.sessions.values()].filter((session) => session.principal.tokenId === principal.tokenId).length;
@@ -141,7 +151,7 @@ export class McpEndpoint {
 
   private open(token: string, principal: Principal): Session {
     const authorization = `Bearer ${token}`;
-    const id = randomBytes(32).toString('base64url');
+    const id = (this.options.routing?.sessionPrefix ?? '') + randomBytes(32).toString('base64url');
     const server = new McpServer({ name: 'statehouse', version: '0.1.0' }, { instructions: INSTRUCTIONS });
     const transport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: () => id,
