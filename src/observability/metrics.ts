@@ -109,52 +109,72 @@ class OperationNames {
   }
 }
 
-/** A metric's children by their label values: labelling a sample costs a Map lookup rather than prom-client's hashing of a label object. */
-class Children<T> {
-  private readonly made = new Map<string, T>();
-
-  constructor(private readonly make: (values: string[]) => T) {}
-
-  of(...values: string[]): T {
-    const key = values.join('\u0000');
-    let child = this.made.get(key);
-    if (!child) this.made.set(key, (child = this.make(values)));
-    return child;
-  }
-}
-
 interface GraphqlMetrics {
-  requests: Children<Counter.Internal>;
-  durations: Children<Histogram.Internal<string>>;
-  errors: Children<Counter.Internal>;
+  requests: Counter;
+  durations: Histogram;
+  errors: Counter;
   names: OperationNames | null;
   /** Open subscriptions per transport. */
   open: Record<Transport, number>;
 }
 
-/** One operation being counted: its labels, worked out once, and whether any of its results held an error. */
+type Outcome = 'success' | 'error';
+
+/**
+ * The metric children of one operation type (and name), made on first use: counting an operation is
+ * then a property read, rather than prom-client's hashing and checking of a label object per sample.
+ */
+class Line {
+  private readonly ended: Partial<Record<Outcome, { requests: Counter.Internal; durations: Histogram.Internal<string> }>> = {};
+  private readonly errors = new Map<string, Counter.Internal>();
+
+  constructor(
+    private readonly metrics: GraphqlMetrics,
+    private readonly labels: string[],
+  ) {}
+
+  end(outcome: Outcome): { requests: Counter.Internal; durations: Histogram.Internal<string> } {
+    return (this.ended[outcome] ??= {
+      requests: this.metrics.requests.labels(...this.labels, outcome),
+      durations: this.metrics.durations.labels(...this.labels, outcome),
+    });
+  }
+
+  error(phase: Phase, code: string): Counter.Internal {
+    const key = `${phase} ${code}`;
+    let child = this.errors.get(key);
+    if (!child) this.errors.set(key, (child = this.metrics.errors.labels(...this.labels, phase, code)));
+    return child;
+  }
+}
+
+/** One operation being counted: its line of metrics, found once, and whether any of its results held an error. */
 class Counted {
-  private labels: string[] | undefined;
+  private found: Line | undefined;
   failed = false;
 
   constructor(
     private readonly metrics: GraphqlMetrics,
+    private readonly lines: Map<string, Line>,
     private readonly document: DocumentNode | null,
     private readonly operationName: string | undefined,
   ) {}
 
-  /** operationType (and operationName when asked for). */
-  private operation(): string[] {
-    if (!this.labels) {
+  /** By operationType (and operationName when asked for). */
+  private line(): Line {
+    if (!this.found) {
       const operation = this.document ? getOperationAST(this.document, this.operationName) : null;
-      this.labels = [operation?.operation ?? 'unknown'];
-      if (this.metrics.names) this.labels.push(this.metrics.names.label(operation?.name?.value));
+      const labels = [operation?.operation ?? 'unknown'];
+      if (this.metrics.names) labels.push(this.metrics.names.label(operation?.name?.value));
+      const key = labels.join(' ');
+      this.found = this.lines.get(key);
+      if (!this.found) this.lines.set(key, (this.found = new Line(this.metrics, labels)));
     }
-    return this.labels;
+    return this.found;
   }
 
   error(phase: Phase, error?: unknown): void {
-    this.metrics.errors.of(...this.operation(), phase, codeOf(phase, error)).inc();
+    this.line().error(phase, codeOf(phase, error)).inc();
   }
 
   /** A result: each error it holds counts, in phase `execute` (a subscription's events too). */
@@ -166,19 +186,21 @@ class Counted {
 
   /** The operation ended: counted, and for queries and mutations timed since `start` (Date.now()). */
   end(start: number | null): void {
-    const labels = [...this.operation(), this.failed ? 'error' : 'success'];
-    this.metrics.requests.of(...labels).inc();
-    if (start !== null) this.metrics.durations.of(...labels).observe((Date.now() - start) / 1000);
+    const { requests, durations } = this.line().end(this.failed ? 'error' : 'success');
+    requests.inc();
+    if (start !== null) durations.observe((Date.now() - start) / 1000);
   }
 }
 
 /**
  * The GraphQL metrics (as `@envelop/prometheus` defines them, which the gateway used before): operations by type and
  * outcome, their duration, and errors by phase and code. One plugin, labels worked out once per operation and
- * metric children cached: counting costs a few Map lookups. Only documents parsed through the gateway are counted.
+ * metric children cached (see Line). Only documents parsed through the gateway are counted.
  */
 function useGraphqlMetrics(metrics: GraphqlMetrics): Plugin {
   const counted = new WeakMap<object, Counted>();
+  // Bounded: operation types, times the operation names kept (at most MAX_OPERATION_NAMES and `other`).
+  const lines = new Map<string, Line>();
   return {
     onPluginInit: ({ registerContextErrorHandler }) => {
       registerContextErrorHandler(({ context, error }) => counted.get(context)?.error('context', error));
@@ -187,11 +209,11 @@ function useGraphqlMetrics(metrics: GraphqlMetrics): Plugin {
       ({ context }) =>
       ({ result }) => {
         if (result === null || result instanceof Error) {
-          new Counted(metrics, null, undefined).error('parse', result ?? undefined);
+          new Counted(metrics, lines, null, undefined).error('parse', result ?? undefined);
           return;
         }
         const { params } = context as { params?: { operationName?: string | null } };
-        counted.set(context, new Counted(metrics, result, params?.operationName ?? undefined));
+        counted.set(context, new Counted(metrics, lines, result, params?.operationName ?? undefined));
       },
     onValidate: ({ context }) => {
       const operation = counted.get(context);
@@ -297,9 +319,9 @@ export function createMetrics(sources: MetricsSources, options: MetricsOptions =
     registers: [registry],
   });
   const graphql = useGraphqlMetrics({
-    requests: new Children((values) => requests.labels(...values)),
-    durations: new Children((values) => durations.labels(...values)),
-    errors: new Children((values) => errors.labels(...values)),
+    requests,
+    durations,
+    errors,
     names: options.operationNames ? new OperationNames() : null,
     open,
   });
