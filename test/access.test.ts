@@ -792,6 +792,23 @@ describe('revocation takes effect at once', () => {
     expect(codeOf(read)).toBe('UNAUTHENTICATED');
   });
 
+  it("refuses a revoked token's very next operation on the socket it already holds open, as UNAUTHENTICATED", async () => {
+    const { id, token } = await gw.createToken(unique('reader'), 'READER');
+    const socket = await openRawSocket(gw.wsUrl);
+    socket.send({ type: 'connection_init', payload: { authorization: `Bearer ${token}` } });
+    expect(await socket.waitFor((frame) => frame.type === 'connection_ack')).not.toBeNull();
+    socket.send({ id: 'before', type: 'subscribe', payload: { query: VIEWER } });
+    const before = await socket.waitFor((frame) => frame.type === 'next' && frame.id === 'before');
+    expect(before?.payload?.data?.viewer?.role).toBe('READER');
+    expect((await gw.ok(ADMIN_TOKEN, REVOKE_TOKEN, { id })).revokeToken).toBe(true);
+    // The same socket, already authenticated for its earlier messages: the token is checked again for this one.
+    socket.send({ id: 'after', type: 'subscribe', payload: { query: VIEWER } });
+    const after = await socket.waitFor((frame) => frame.type === 'next' && frame.id === 'after');
+    expect(after?.payload?.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+    expect(after?.payload?.data).toBeNull();
+    socket.close();
+  });
+
   it("refuses a deregistered agent's token at its very next request as UNAUTHENTICATED", async () => {
     const id = unique('agent');
     const agent = await gw.registerAgent(id);

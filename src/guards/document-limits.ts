@@ -14,6 +14,7 @@ import { Parser } from 'graphql/language/parser.js';
 import type { Plugin } from 'graphql-yoga';
 import { StatehouseError } from '../domain/errors.js';
 import { toGraphQLError } from '../graphql/errors.js';
+import { isBatched } from './request-limits.js';
 
 /**
  * The most any document may hold, whoever sends it. They bound the work of parsing and validating,
@@ -185,6 +186,15 @@ function parseWithin(source: string | Source, options: ParseOptions | undefined,
 
 const requestRefusal = (measure: keyof Work) => refusal(measure, 'The documents of this request together have');
 
+const WHOLE_CEILINGS: Readonly<Work> = {
+  tokens: DOCUMENT_CEILINGS.tokens,
+  expandedSelections: DOCUMENT_CEILINGS.expandedSelections,
+  mergedPairs: DOCUMENT_CEILINGS.mergedPairs,
+};
+
+/** Parses a document that is alone in its request: the ceilings are all its own. */
+const parseAlone = (source: string | Source, options?: ParseOptions): DocumentNode => parseWithin(source, options, WHOLE_CEILINGS).document;
+
 /**
  * Bounds the work of parsing and validating a document, for every caller and transport (HTTP,
  * batches, SSE, WebSocket): documents over a ceiling are refused with QUERY_TOO_COMPLEX while being
@@ -201,6 +211,8 @@ export function useDocumentLimits(): Plugin {
   return {
     onParse: ({ context, setParseFn }) => {
       const request = (context as { request?: Request }).request;
+      // A document alone in its request (every socket message, most HTTP requests) has the whole ceilings.
+      if (!isBatched(request)) return setParseFn(parseAlone);
       const spent = request && spentBy.get(request);
       const allowance: Work = { tokens: 0, expandedSelections: 0, mergedPairs: 0 };
       for (const measure of WORK_MEASURES) allowance[measure] = DOCUMENT_CEILINGS[measure] - (spent?.[measure] ?? 0);

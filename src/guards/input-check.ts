@@ -2,7 +2,6 @@ import {
   type DocumentNode,
   type ExecutionArgs,
   type ExecutionResult,
-  getOperationAST,
   type GraphQLInputType,
   type GraphQLNamedType,
   type GraphQLScalarType,
@@ -23,6 +22,7 @@ import type { Plugin } from 'graphql-yoga';
 import { StatehouseError } from '../domain/errors.js';
 import { isStorableText } from '../domain/names.js';
 import { toGraphQLError } from '../graphql/errors.js';
+import { perOperation } from '../graphql/per-operation.js';
 
 /** A variable used where text can go: in a root field's argument, an input field, a list or a JSON value. */
 interface Site {
@@ -117,7 +117,6 @@ const refusal = ({ field, problem }: Finding) =>
  * request then walks only the values of those variables.
  */
 export function useInputCheck(): Plugin {
-  const verdicts = new WeakMap<DocumentNode, Map<string, Verdict>>();
   const textual = new WeakMap<GraphQLNamedType, boolean>();
 
   function canHoldText(type: GraphQLInputType): boolean {
@@ -265,16 +264,10 @@ export function useInputCheck(): Plugin {
     return sites.length > 0 ? sites : null;
   }
 
+  const verdictOfOperation = perOperation((args, operation): Verdict => (operation ? plan(args.schema, args.document, operation) : null));
+
   function verdictOf(args: ExecutionArgs): StatehouseError | null {
-    const name = args.operationName ?? '';
-    let byOperation = verdicts.get(args.document);
-    if (!byOperation) verdicts.set(args.document, (byOperation = new Map()));
-    let verdict = byOperation.get(name);
-    if (verdict === undefined) {
-      const operation = getOperationAST(args.document, args.operationName);
-      verdict = operation ? plan(args.schema, args.document, operation) : null;
-      byOperation.set(name, verdict);
-    }
+    const verdict = verdictOfOperation(args);
     if (verdict === null || verdict instanceof StatehouseError) return verdict;
     const variables = args.variableValues ?? NO_VARIABLES;
     for (const site of verdict) {

@@ -62,41 +62,44 @@ export function useRequestLimits(services: Services): Plugin {
     return principal ? (await services.config.get(principal.tenantId)).limits : DEFAULTS;
   }
 
-  return {
-    onRequestParse: async ({ request, requestParser, setRequestParser }) => {
-      let limits: TenantConfig['limits'] | undefined;
-      if (request.method === 'POST') {
-        // Yoga's parsers come first: none took a POST whose Content-Type is missing or not GraphQL's.
-        if (!requestParser) throw unsupportedMediaType();
-        const announced = request.headers.get('content-length');
-        if (announced === '0') throw noBody();
-        const length = announced === null ? null : Number(announced);
-        if (length === null || length > 2 * DEFAULTS.maxValueBytes) {
-          limits = await limitsOf(request);
-          const bodyLimit = 2 * limits.maxValueBytes;
-          if (length !== null && length > bodyLimit) throw tooLarge(bodyLimit);
-          if (length === null) {
-            setRequestParser(async (original) => {
-              const text = await readLimited(original, bodyLimit);
-              if (text.trim() === '') throw noBody();
-              return requestParser(new Request(original.url, { method: 'POST', headers: original.headers, body: text }));
-            });
-          }
+  /** After parsing: a batch is refused past its tenant's `maxBatchOperations` (`known`: the limits already looked up). */
+  const checkBatch =
+    (request: Request, known: TenantConfig['limits'] | undefined) =>
+    ({ requestParserResult: parsed }: { requestParserResult: unknown }) => {
+      if (!Array.isArray(parsed)) return;
+      batched.add(request);
+      return (known ? Promise.resolve(known) : limitsOf(request)).then((limits) => {
+        if (parsed.length > limits.maxBatchOperations) {
+          throw requestError('QUERY_TOO_COMPLEX', `A batched request may hold at most ${limits.maxBatchOperations} operations`, 400, {
+            field: 'body',
+            limit: limits.maxBatchOperations,
+          });
         }
-      }
-      return {
-        onRequestParseDone: async ({ requestParserResult: parsed }) => {
-          if (!Array.isArray(parsed)) return;
-          batched.add(request);
-          limits ??= await limitsOf(request);
-          if (parsed.length > limits.maxBatchOperations) {
-            throw requestError('QUERY_TOO_COMPLEX', `A batched request may hold at most ${limits.maxBatchOperations} operations`, 400, {
-              field: 'body',
-              limit: limits.maxBatchOperations,
-            });
-          }
-        },
-      };
+      });
+    };
+
+  // Synchronous unless the tenant's limits must be looked up: most requests then cost Yoga no promise here.
+  return {
+    onRequestParse: ({ request, requestParser, setRequestParser }) => {
+      if (request.method !== 'POST') return { onRequestParseDone: checkBatch(request, undefined) };
+      // Yoga's parsers come first: none took a POST whose Content-Type is missing or not GraphQL's.
+      if (!requestParser) return Promise.reject(unsupportedMediaType());
+      const announced = request.headers.get('content-length');
+      if (announced === '0') return Promise.reject(noBody());
+      const length = announced === null ? null : Number(announced);
+      if (length !== null && length <= 2 * DEFAULTS.maxValueBytes) return { onRequestParseDone: checkBatch(request, undefined) };
+      return limitsOf(request).then((limits) => {
+        const bodyLimit = 2 * limits.maxValueBytes;
+        if (length !== null && length > bodyLimit) throw tooLarge(bodyLimit);
+        if (length === null) {
+          setRequestParser(async (original) => {
+            const text = await readLimited(original, bodyLimit);
+            if (text.trim() === '') throw noBody();
+            return requestParser(new Request(original.url, { method: 'POST', headers: original.headers, body: text }));
+          });
+        }
+        return { onRequestParseDone: checkBatch(request, limits) };
+      });
     },
   };
 }

@@ -1,7 +1,6 @@
-import { createCounter, createHistogram, type FillLabelsFnParams, usePrometheus } from '@graphql-yoga/plugin-prometheus';
-import { getOperationAST, GraphQLError } from 'graphql';
-import type { Plugin } from 'graphql-yoga';
-import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { type DocumentNode, getOperationAST, GraphQLError } from 'graphql';
+import { isAsyncIterable, type Plugin } from 'graphql-yoga';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { DatabaseHandle } from '../db/client.js';
 import { ERROR_CODES } from '../domain/errors.js';
 import { contractError } from '../graphql/errors.js';
@@ -30,7 +29,7 @@ export interface MetricsSources {
 }
 
 export interface GatewayMetrics {
-  /** Yoga's Prometheus plugin, serving GET /metrics; first among the plugins, so refused operations count too. */
+  /** The GraphQL metrics and GET /metrics; first among the plugins, so refused operations count too. */
   plugin: Plugin;
   /** Stops observing the database (which may outlive the app). */
   close(): void;
@@ -44,7 +43,6 @@ const CONTRACT_CODES = new Set<string>(ERROR_CODES);
 const SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 type Transport = 'websocket' | 'http';
-type Operation = { operationType: string; operationName?: string };
 
 /** How long Node's process metrics, rendered once, answer every scrape. */
 const PROCESS_METRICS_TTL_MS = 1_000;
@@ -87,13 +85,14 @@ class GatewayRegistry extends Registry {
   }
 }
 
-/** The contract code of an error the plugin counts, as its caller is answered; anything else was masked as internal. */
-function codeOf({ error, errorPhase }: FillLabelsFnParams): string {
+type Phase = 'parse' | 'validate' | 'context' | 'execute' | 'subscribe';
+
+/** The contract code of an error counted in `phase`, as its caller is answered; anything else was masked as internal. */
+function codeOf(phase: Phase, error: unknown): string {
   // A document that does not parse (a syntax error) or validate is the caller's malformed request;
   // said here, so a junk document is not parsed a second time to name its field (contractError).
-  // The plugin passes no error for a failed validation.
-  if (errorPhase === 'validate' || (errorPhase === 'parse' && error instanceof GraphQLError)) return 'BAD_USER_INPUT';
-  const code = error && contractError(error)?.extensions.code;
+  if (phase === 'validate' || (phase === 'parse' && error instanceof GraphQLError)) return 'BAD_USER_INPUT';
+  const code = error === undefined ? undefined : contractError(error)?.extensions.code;
   return typeof code === 'string' && CONTRACT_CODES.has(code) ? code : 'INTERNAL_SERVER_ERROR';
 }
 
@@ -110,41 +109,163 @@ class OperationNames {
   }
 }
 
+interface GraphqlMetrics {
+  requests: Counter;
+  durations: Histogram;
+  errors: Counter;
+  names: OperationNames | null;
+  /** Open subscriptions per transport. */
+  open: Record<Transport, number>;
+}
+
+type Outcome = 'success' | 'error';
+
 /**
- * What the Prometheus plugin's metrics cannot see by themselves: whether an operation failed (its
- * outcome label) and the subscriptions open per transport. Runs before the plugin's own hooks, so
- * each result is known when the plugin counts it.
+ * The metric children of one operation type (and name), made on first use: counting an operation is
+ * then a property read, rather than prom-client's hashing and checking of a label object per sample.
  */
-function useOutcomes(failed: WeakSet<object>, open: Record<Transport, number>): Plugin {
-  const note = (context: object, result: { errors?: readonly unknown[] }) => {
-    if (result.errors?.length) failed.add(context);
-  };
+class Line {
+  private readonly ended: Partial<Record<Outcome, { requests: Counter.Internal; durations: Histogram.Internal<string> }>> = {};
+  private readonly errors = new Map<string, Counter.Internal>();
+
+  constructor(
+    private readonly metrics: GraphqlMetrics,
+    private readonly labels: string[],
+  ) {}
+
+  end(outcome: Outcome): { requests: Counter.Internal; durations: Histogram.Internal<string> } {
+    return (this.ended[outcome] ??= {
+      requests: this.metrics.requests.labels(...this.labels, outcome),
+      durations: this.metrics.durations.labels(...this.labels, outcome),
+    });
+  }
+
+  error(phase: Phase, code: string): Counter.Internal {
+    const key = `${phase} ${code}`;
+    let child = this.errors.get(key);
+    if (!child) this.errors.set(key, (child = this.metrics.errors.labels(...this.labels, phase, code)));
+    return child;
+  }
+}
+
+/** One operation being counted: its line of metrics, found once, and whether any of its results held an error. */
+class Counted {
+  private found: Line | undefined;
+  failed = false;
+
+  constructor(
+    private readonly metrics: GraphqlMetrics,
+    private readonly lines: Map<string, Line>,
+    private readonly document: DocumentNode | null,
+    private readonly operationName: string | undefined,
+  ) {}
+
+  /** By operationType (and operationName when asked for). */
+  private line(): Line {
+    if (!this.found) {
+      const operation = this.document ? getOperationAST(this.document, this.operationName) : null;
+      const labels = [operation?.operation ?? 'unknown'];
+      if (this.metrics.names) labels.push(this.metrics.names.label(operation?.name?.value));
+      const key = labels.join(' ');
+      this.found = this.lines.get(key);
+      if (!this.found) this.lines.set(key, (this.found = new Line(this.metrics, labels)));
+    }
+    return this.found;
+  }
+
+  error(phase: Phase, error?: unknown): void {
+    this.line().error(phase, codeOf(phase, error)).inc();
+  }
+
+  /** A result: each error it holds counts, in phase `execute` (a subscription's events too). */
+  result(result: { errors?: readonly unknown[] }): void {
+    if (!result.errors?.length) return;
+    this.failed = true;
+    for (const error of result.errors) this.error('execute', error);
+  }
+
+  /** The operation ended: counted, and for queries and mutations timed since `start` (Date.now()). */
+  end(start: number | null): void {
+    const { requests, durations } = this.line().end(this.failed ? 'error' : 'success');
+    requests.inc();
+    if (start !== null) durations.observe((Date.now() - start) / 1000);
+  }
+}
+
+/**
+ * The GraphQL metrics (as `@envelop/prometheus` defines them, which the gateway used before): operations by type and
+ * outcome, their duration, and errors by phase and code. One plugin, labels worked out once per operation and
+ * metric children cached (see Line). Only documents parsed through the gateway are counted.
+ */
+function useGraphqlMetrics(metrics: GraphqlMetrics): Plugin {
+  const counted = new WeakMap<object, Counted>();
+  // Bounded: operation types, times the operation names kept (at most MAX_OPERATION_NAMES and `other`).
+  const lines = new Map<string, Line>();
   return {
-    onExecute: ({ args }) => ({
-      onExecuteDone: ({ result }) => {
-        const context = args.contextValue as object;
-        if (!(Symbol.asyncIterator in result)) return note(context, result);
-        return { onNext: ({ result: next }) => note(context, next) };
+    onPluginInit: ({ registerContextErrorHandler }) => {
+      registerContextErrorHandler(({ context, error }) => counted.get(context)?.error('context', error));
+    },
+    onParse:
+      ({ context }) =>
+      ({ result }) => {
+        if (result === null || result instanceof Error) {
+          new Counted(metrics, lines, null, undefined).error('parse', result ?? undefined);
+          return;
+        }
+        const { params } = context as { params?: { operationName?: string | null } };
+        counted.set(context, new Counted(metrics, lines, result, params?.operationName ?? undefined));
       },
-    }),
+    onValidate: ({ context }) => {
+      const operation = counted.get(context);
+      if (!operation) return;
+      return ({ valid }) => {
+        if (!valid) operation.error('validate');
+      };
+    },
+    onExecute: ({ args }) => {
+      const operation = counted.get(args.contextValue as object);
+      if (!operation) return;
+      const start = Date.now();
+      return {
+        onExecuteDone: ({ result }) => {
+          if (!isAsyncIterable(result)) {
+            operation.result(result);
+            return operation.end(start);
+          }
+          return { onNext: ({ result: next }) => operation.result(next), onEnd: () => operation.end(start) };
+        },
+      };
+    },
     onSubscribe: ({ args }) => {
-      const context = args.contextValue as { request?: Request };
-      const transport: Transport = context.request ? 'http' : 'websocket';
+      const operation = counted.get(args.contextValue as object);
+      const transport: Transport = (args.contextValue as { request?: Request }).request ? 'http' : 'websocket';
       let closed = false;
       const close = () => {
         if (closed) return;
         closed = true;
-        open[transport]--;
+        metrics.open[transport]--;
       };
       return {
         onSubscribeResult: ({ result }) => {
-          if (!(Symbol.asyncIterator in result)) return note(context, result);
-          open[transport]++;
-          return { onNext: ({ result: next }) => note(context, next), onEnd: close };
+          if (!isAsyncIterable(result)) {
+            operation?.result(result);
+            return operation?.end(null);
+          }
+          metrics.open[transport]++;
+          return {
+            onNext: ({ result: next }) => operation?.result(next),
+            onEnd: () => {
+              close();
+              operation?.end(null);
+            },
+          };
         },
-        // A stream that throws is not ended through onEnd.
+        // A stream that throws is not ended through onEnd: it counts as an error of phase subscribe, not as an operation.
         onSubscribeError: () => {
-          failed.add(context);
+          if (operation) {
+            operation.failed = true;
+            operation.error('subscribe');
+          }
           close();
         },
       };
@@ -152,11 +273,23 @@ function useOutcomes(failed: WeakSet<object>, open: Record<Transport, number>): 
   };
 }
 
+/** GET /metrics: the registry's text. */
+function useMetricsEndpoint(registry: Registry): Plugin {
+  return {
+    onRequest: ({ url, fetchAPI, endResponse }) => {
+      if (url.pathname !== METRICS_ENDPOINT) return;
+      return registry.metrics().then((text) => {
+        endResponse(new fetchAPI.Response(text, { headers: { 'Content-Type': registry.contentType } }));
+      });
+    },
+  };
+}
+
 /**
  * The gateway's Prometheus metrics, in a registry of its own (several apps may share a process):
- * GraphQL operations through Yoga's Prometheus plugin, with bounded labels only — operation type,
- * outcome, error code, phase, never a tenant, namespace, key or value — and gauges of sockets,
- * subscriptions, fan-out, change feeds, the database and the audit buffer, read when scraped.
+ * GraphQL operations with bounded labels only — operation type, outcome, error code, phase, never a
+ * tenant, namespace, key or value — and gauges of sockets, subscriptions, fan-out, change feeds, the
+ * database and the audit buffer, read when scraped.
  */
 export function createMetrics(sources: MetricsSources, options: MetricsOptions = {}): GatewayMetrics {
   const registry = new GatewayRegistry();
@@ -164,75 +297,33 @@ export function createMetrics(sources: MetricsSources, options: MetricsOptions =
     options.cluster.share([registry, processMetricsOnce().registry]);
     registry.gather = options.cluster.gather;
   }
-  const failed = new WeakSet<object>();
   const open: Record<Transport, number> = { websocket: 0, http: 0 };
-  const names = options.operationNames ? new OperationNames() : null;
-  const operationLabels = names ? ['operationType', 'operationName'] : ['operationType'];
-
-  function operationOf(params: FillLabelsFnParams, context: { params?: { operationName?: string } } | undefined): Operation {
-    const operation = params.document ? getOperationAST(params.document, context?.params?.operationName) : null;
-    const labels: Operation = { operationType: operation?.operation ?? 'unknown' };
-    if (names) labels.operationName = names.label(operation?.name?.value);
-    return labels;
-  }
-  const outcomeLabels = (params: FillLabelsFnParams, context: object) => ({
-    ...operationOf(params, context),
-    outcome: failed.has(context) ? 'error' : 'success',
+  const operationLabels = options.operationNames ? ['operationType', 'operationName'] : ['operationType'];
+  const requests = new Counter({
+    name: 'graphql_envelop_request',
+    help: 'GraphQL operations executed, by type and outcome; a subscription counts when its stream ends (a shared WebSocket one, when it joins its fan-out group)',
+    labelNames: [...operationLabels, 'outcome'],
+    registers: [registry],
   });
-
-  const prometheus = usePrometheus({
-    registry,
-    endpoint: METRICS_ENDPOINT,
-    metrics: {
-      graphql_envelop_request: createCounter({
-        registry,
-        counter: {
-          name: 'graphql_envelop_request',
-          help: 'GraphQL operations executed, by type and outcome; a subscription counts when its stream ends (a shared WebSocket one, when it joins its fan-out group)',
-          labelNames: [...operationLabels, 'outcome'],
-        },
-        fillLabelsFn: outcomeLabels,
-        phases: ['execute', 'subscribe'],
-      }),
-      graphql_envelop_request_duration: createHistogram({
-        registry,
-        histogram: {
-          name: 'graphql_envelop_request_duration',
-          help: 'Seconds from the start of execution to the result, of queries and mutations, by type and outcome',
-          labelNames: [...operationLabels, 'outcome'],
-          buckets: SECONDS_BUCKETS,
-        },
-        fillLabelsFn: outcomeLabels,
-        phases: ['execute'],
-      }),
-      graphql_envelop_error_result: createCounter({
-        registry,
-        counter: {
-          name: 'graphql_envelop_error_result',
-          help: 'GraphQL errors answered, by the contract code (extensions.code), the phase that produced them and the operation type',
-          labelNames: [...operationLabels, 'phase', 'code'],
-        },
-        fillLabelsFn: (params, context) => ({
-          ...operationOf(params, context),
-          phase: params.errorPhase ?? 'subscribe',
-          code: codeOf(params),
-        }),
-        phases: ['parse', 'validate', 'context', 'execute', 'subscribe'],
-      }),
-      // Off: per-phase timings and the summary cost every request more than they tell; the
-      // deprecation counter walks every document; the HTTP histogram would label by URL, which
-      // holds a GET request's query and variables.
-      graphql_envelop_request_time_summary: false,
-      graphql_envelop_phase_parse: false,
-      graphql_envelop_phase_validate: false,
-      graphql_envelop_phase_context: false,
-      graphql_envelop_phase_execute: false,
-      graphql_envelop_phase_subscribe: false,
-      graphql_envelop_execute_resolver: false,
-      graphql_envelop_deprecated_field: false,
-      graphql_envelop_schema_change: false,
-      graphql_yoga_http_duration: false,
-    },
+  const durations = new Histogram({
+    name: 'graphql_envelop_request_duration',
+    help: 'Seconds from the start of execution to the result, of queries and mutations, by type and outcome',
+    labelNames: [...operationLabels, 'outcome'],
+    buckets: SECONDS_BUCKETS,
+    registers: [registry],
+  });
+  const errors = new Counter({
+    name: 'graphql_envelop_error_result',
+    help: 'GraphQL errors answered, by the contract code (extensions.code), the phase that produced them and the operation type',
+    labelNames: [...operationLabels, 'phase', 'code'],
+    registers: [registry],
+  });
+  const graphql = useGraphqlMetrics({
+    requests,
+    durations,
+    errors,
+    names: options.operationNames ? new OperationNames() : null,
+    open,
   });
 
   const gauge = (name: string, help: string, read: () => number | bigint) =>
@@ -300,8 +391,8 @@ export function createMetrics(sources: MetricsSources, options: MetricsOptions =
   return {
     plugin: {
       onPluginInit: ({ addPlugin }) => {
-        addPlugin(useOutcomes(failed, open));
-        addPlugin(prometheus);
+        addPlugin(graphql);
+        addPlugin(useMetricsEndpoint(registry));
       },
     },
     close: stopObserving,

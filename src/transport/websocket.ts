@@ -4,6 +4,7 @@ import { CloseCode, handleProtocols, makeServer, type ServerOptions } from 'grap
 import type { YogaServerInstance } from 'graphql-yoga';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { authorizationOf, bearerToken, credentialsProblem } from '../auth/tokens.js';
+import type { Principal } from '../auth/principal.js';
 import type { Context, Services, SocketSource } from '../context.js';
 import type { Logger } from '../logger.js';
 import { toGraphQLError } from '../graphql/errors.js';
@@ -141,6 +142,19 @@ export function serveWebSockets({ server, yoga, services, shared, logger, corsOr
     allowSynchronousEvents: false,
   });
   const socketLimits = new SocketLimits(services);
+  // Each socket's principal as last authenticated, reused while the authenticator's generation holds:
+  // the same answer its cache would give, without hashing the token and looking it up for every message.
+  const authenticated = new WeakMap<object, { token: string; generation: number; principal: Principal }>();
+  const principalOf = async (socket: object, token: string): Promise<Principal | null> => {
+    const { authenticator } = services;
+    const known = authenticated.get(socket);
+    if (known?.token === token && known.generation === authenticator.generation) return known.principal;
+    const generation = authenticator.generation;
+    const principal = await authenticator.authenticate(token);
+    if (principal) authenticated.set(socket, { token, generation, principal });
+    else authenticated.delete(socket);
+    return principal;
+  };
   const socketServer = serveGraphqlWs(
     {
       execute: (args) => (args.rootValue as SocketRoot).execute(args) as never,
@@ -159,7 +173,7 @@ export function serveWebSockets({ server, yoga, services, shared, logger, corsOr
       onConnect: async ({ connectionParams, extra }) => {
         const token = bearerToken(authorizationOf(connectionParams));
         if (token === undefined) return socketLimits.admitWithoutToken(extra.socket, extra.request.socket.remoteAddress);
-        const principal = await services.authenticator.authenticate(token);
+        const principal = await principalOf(extra.socket, token);
         if (principal === null) {
           extra.socket.close(CloseCode.Forbidden, credentialsProblem(token, 'socket'));
           return false;
@@ -175,7 +189,7 @@ export function serveWebSockets({ server, yoga, services, shared, logger, corsOr
           ctx.extra.socket.close(CloseCode.Unauthorized, credentialsProblem(token, 'socket'));
           return [new GraphQLError('Unauthorized')];
         }
-        const principal = await services.authenticator.authenticate(token);
+        const principal = await principalOf(ctx.extra.socket, token);
         const refused = principal && (await socketLimits.checkSubscriptions(principal, ctx.subscriptions, id));
         if (refused) return [toGraphQLError(refused)];
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({

@@ -3,9 +3,8 @@ import {
   type ExecutionResult,
   type FieldNode,
   getArgumentValues,
-  getOperationAST,
   type GraphQLError,
-  type GraphQLObjectType,
+  type GraphQLField,
   Kind,
 } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
@@ -13,6 +12,7 @@ import type { Context } from '../../context.js';
 import { actorOf } from '../../auth/principal.js';
 import { builder } from '../../graphql/builder.js';
 import { contractError } from '../../graphql/errors.js';
+import { perOperation } from '../../graphql/per-operation.js';
 import { Role } from '../tokens/tokens.graphql.js';
 import type { AuditEvent } from './audit.service.js';
 import { refusedTo } from '../../graphql/refusals.js';
@@ -59,6 +59,19 @@ builder.queryFields((t) => ({
   }),
 }));
 
+/** A root field of an operation: its selection, what the audit log calls it, its response key and its definition. */
+interface RootField {
+  selection: FieldNode;
+  action: string;
+  key: string;
+  definition: GraphQLField<unknown, unknown> | undefined;
+}
+
+interface AuditPlan {
+  mutation: boolean;
+  fields: RootField[];
+}
+
 /** Codes that mean the caller was refused, rather than that the operation failed. */
 const DENIALS = new Set(['FORBIDDEN', 'UNAUTHENTICATED', 'RATE_LIMITED', 'QUOTA_EXCEEDED', 'QUERY_TOO_COMPLEX']);
 
@@ -98,11 +111,29 @@ function targetOfArguments(args: Record<string, unknown>): string | null {
  * refusals are not in any tenant's log.
  */
 export function useAuditTrail(): Plugin<Context> {
+  /** What recording needs of an operation, worked out once per parsed document. */
+  const planOf = perOperation((args, operation): AuditPlan | null => {
+    if (!operation) return null;
+    const rootType = args.schema.getRootType(operation.operation);
+    return {
+      mutation: operation.operation === 'mutation',
+      fields: operation.selectionSet.selections
+        .filter((selection): selection is FieldNode => selection.kind === Kind.FIELD && !selection.name.value.startsWith('__'))
+        .map((selection) => ({
+          selection,
+          action: selection.name.value,
+          key: selection.alias?.value ?? selection.name.value,
+          definition: rootType?.getFields()[selection.name.value],
+        })),
+    };
+  });
+
   function recordResult(args: ExecutionArgs, result: ExecutionResult): void {
     const { principal, services } = args.contextValue as Context;
     if (!principal) return;
-    const operation = getOperationAST(args.document, args.operationName);
-    if (!operation) return;
+    const plan = planOf(args);
+    // A query or subscription is recorded only when refused.
+    if (!plan || (!plan.mutation && !result.errors?.length)) return;
     const errors = new Map<string, GraphQLError>();
     let operationError: GraphQLError | undefined;
     for (const error of result.errors ?? []) {
@@ -110,38 +141,35 @@ export function useAuditTrail(): Plugin<Context> {
       if (typeof root === 'string') errors.set(root, error);
       else operationError ??= error;
     }
-    const rootType: GraphQLObjectType | null | undefined = args.schema.getRootType(operation.operation);
-    const targetOf = (selection: FieldNode): string | null => {
-      const field = rootType?.getFields()[selection.name.value];
+    const targetOf = ({ selection, definition }: RootField): string | null => {
       try {
-        return field ? targetOfArguments(getArgumentValues(field, selection, args.variableValues ?? {})) : null;
+        return definition ? targetOfArguments(getArgumentValues(definition, selection, args.variableValues ?? {})) : null;
       } catch {
         // arguments that do not coerce were refused before execution: no target to name
         return null;
       }
     };
     const event = { tenantId: principal.tenantId, actor: actorOf(principal), role: principal.role };
-    let refused: { selection: FieldNode; answer: { code: string; message: string } } | undefined;
+    let refused: { field: RootField; answer: { code: string; message: string } } | undefined;
     let refusedFields = 0;
     // A mutation's fields run one after another, and a failed non-null one ends the operation with
     // data null: the fields after it never ran, so they are neither allowed nor refused.
     let halted = false;
-    for (const selection of operation.selectionSet.selections) {
-      if (selection.kind !== Kind.FIELD || selection.name.value.startsWith('__')) continue;
-      const error = errors.get(selection.alias?.value ?? selection.name.value) ?? operationError;
+    for (const field of plan.fields) {
+      const error = errors.get(field.key) ?? operationError;
       if (!error && halted) continue;
       if (error && !result.data) halted = true;
       const answer = error ? answerOf(error) : undefined;
       if (answer !== undefined && DENIALS.has(answer.code)) {
-        refused ??= { selection, answer };
+        refused ??= { field, answer };
         refusedFields++;
         continue;
       }
-      if (operation.operation !== 'mutation') continue;
+      if (!plan.mutation) continue;
       services.audit.record({
         ...event,
-        action: selection.name.value,
-        target: targetOf(selection),
+        action: field.action,
+        target: targetOf(field),
         outcome: 'ALLOWED',
         detail: answer ? { code: answer.code } : null,
       });
@@ -149,8 +177,8 @@ export function useAuditTrail(): Plugin<Context> {
     if (!refused) return;
     services.audit.recordRefusal(principal.tokenId, {
       ...event,
-      action: refused.selection.name.value,
-      target: targetOf(refused.selection),
+      action: refused.field.action,
+      target: targetOf(refused.field),
       outcome: 'DENIED',
       detail: { code: refused.answer.code, reason: refused.answer.message, refusedFields },
     });
