@@ -111,9 +111,9 @@ export const SET_ENTRY = `
         FROM locked WHERE true
         ON CONFLICT (tenant_id, namespace, scope, key) DO UPDATE SET
           value = excluded.value,
+          deleted = false,
           version = e.version + 1,
           revision = excluded.revision,
-          deleted = false,
           created_at = CASE WHEN e.deleted OR e.expires_at <= now() THEN excluded.created_at ELSE e.created_at END,
           updated_at = excluded.updated_at,
           updated_by = excluded.updated_by,
@@ -141,9 +141,9 @@ export const INCREMENT_ENTRY = `
         ON CONFLICT (tenant_id, namespace, scope, key) DO UPDATE SET
           value = CASE WHEN e.deleted OR e.expires_at <= now() THEN excluded.value
                           ELSE to_jsonb((e.value #>> '{}')::numeric + $14::numeric) END,
+          deleted = false,
           version = e.version + 1,
           revision = excluded.revision,
-          deleted = false,
           created_at = CASE WHEN e.deleted OR e.expires_at <= now() THEN excluded.created_at ELSE e.created_at END,
           updated_at = excluded.updated_at,
           updated_by = excluded.updated_by,
@@ -200,9 +200,9 @@ export const HEAD_REVISION = `
  */
 export const COMMIT_LOCK = `
         SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0)),
-               (SELECT count(pg_advisory_xact_lock(hashtextextended(name, 0))) FROM
-                 (SELECT name FROM unnest($2::text[]) AS name
-                  ORDER BY name COLLATE "C") AS ordered)`;
+               (SELECT count(pg_advisory_xact_lock(hashtextextended(name, 0)))
+                FROM (SELECT name FROM unnest($2::text[]) AS name ORDER BY name COLLATE "C") AS ordered),
+               clock_timestamp() AS at`;
 
 /** commit, second statement: each key's current version (for conditions) and the values of patches and increments. */
 export const COMMIT_CURRENT = `
@@ -233,9 +233,9 @@ export const COMMIT_WRITE = `
           FROM input, (SELECT clock_timestamp() AS at) AS clock
           ON CONFLICT (tenant_id, namespace, scope, key) DO UPDATE SET
             value = excluded.value,
+            deleted = excluded.deleted,
             version = e.version + 1,
             revision = excluded.revision,
-            deleted = excluded.deleted,
             created_at = CASE WHEN e.deleted OR e.expires_at <= now() THEN excluded.created_at ELSE e.created_at END,
             updated_at = excluded.updated_at,
             updated_by = excluded.updated_by,

@@ -160,7 +160,7 @@ export async function fanout(target: SubscriptionTarget, options: FanoutOptions)
   const paced = Math.max(1, Math.round(options.rate * options.seconds));
   const total = paced + options.burst;
   const received = Array.from({ length: options.subscribers }, () => new Uint8Array(total));
-  const lastRevision = new Array<bigint>(options.subscribers).fill(-1n);
+  const lastPosition = new Array<[bigint, string] | undefined>(options.subscribers);
   const probed = new Uint8Array(options.subscribers);
   let probedCount = 0;
   /** Deliveries of the current phase, its latencies and the time of its last delivery. */
@@ -180,11 +180,13 @@ export async function fanout(target: SubscriptionTarget, options: FanoutOptions)
       const change = data?.entryChanged as { revision: string; key: string; value: { seq?: number; t?: number } | null } | undefined;
       if (!change) return fail(`${target.name}: subscriber ${index} got ${JSON.stringify(data)}`);
       if (target.ordered) {
+        // In log order: writes that arrive together share a revision and come in key order.
         const revision = BigInt(change.revision);
-        if (revision <= (lastRevision[index] ?? -1n)) {
-          return fail(`${target.name}: subscriber ${index} got revision ${change.revision} after ${lastRevision[index]}`);
+        const [lastRev, lastKey] = lastPosition[index] ?? [-1n, ''];
+        if (revision < lastRev || (revision === lastRev && change.key <= lastKey)) {
+          return fail(`${target.name}: subscriber ${index} got ${change.revision}/${change.key} after ${lastRev}/${lastKey}`);
         }
-        lastRevision[index] = revision;
+        lastPosition[index] = [revision, change.key];
       }
       if (change.key === 'fan-probe') {
         if (!probed[index]) {
