@@ -339,8 +339,12 @@ describe.runIf(backend === 'postgres')('two gateways on one PostgreSQL database'
     const first = subscribe<{ entryChanged: Change }>(firstClient, ENTRY_CHANGED, { ns, afterRevision: start });
 
     const acknowledged: Written[] = [];
+    // The writers hold after 50 writes each until the subscriber has left, so it leaves mid-stream.
+    let leave!: () => void;
+    const left = new Promise<void>((resolve) => (leave = resolve));
     const writer = async (gateway: Gateway, w: number) => {
       for (let i = 0; i < 100; i++) {
+        if (i === 50) await left;
         // Keys shared between writers: versions interleave across processes.
         const data = await gateway.ok(ADMIN_TOKEN, SET, { ns, key: `k${(w + i) % 11}`, value: { w, i } });
         acknowledged.push(data.setEntry as Written);
@@ -351,6 +355,7 @@ describe.runIf(backend === 'postgres')('two gateways on one PostgreSQL database'
 
     await first.waitFor(100, 20_000);
     await firstClient.dispose();
+    leave();
     const beforeDisconnect = changesOf(first);
     // Writes that arrive together share a revision, so the last one seen may not have been seen whole:
     // resume after the one before it, as statehouse/client does, and skip what was seen.

@@ -386,9 +386,14 @@ describe('transport', () => {
       const client1 = gw.ws(reader);
       const sub1 = subscribe(client1, ENTRY_CHANGED, { namespace: 'resume', afterRevision: start.revision });
       let written = 0;
+      // The writers hold after 60 writes each until the subscriber has left, so it leaves mid-stream
+      // however fast the writes are.
+      let leave!: () => void;
+      const left = new Promise<void>((resolve) => (leave = resolve));
       const writing = Promise.all(
         writers.map(async (token, w) => {
           for (let i = 0; i < 100; i++) {
+            if (i === 60) await left;
             await write(token, { namespace: 'resume', key: `w${w}/k${i % 7}`, value: { w, i } });
             written++;
           }
@@ -399,6 +404,7 @@ describe('transport', () => {
       await sub1.waitFor(150, 20_000);
       await client1.dispose();
       const writtenAtDisconnect = written;
+      leave();
       const first = sub1.results.map(changeOf);
       // The last revision seen may be shared by writes not all seen yet: resume after the one before it,
       // as statehouse/client does, and skip what was seen.
