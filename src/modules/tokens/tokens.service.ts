@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { Role } from '../../auth/principal.js';
 import { generateToken, hashToken } from '../../auth/tokens.js';
-import type { DatabaseHandle } from '../../db/client.js';
+import { type DatabaseHandle, sqlState } from '../../db/client.js';
 import { badInput } from '../../domain/errors.js';
 import { checkLabel, checkNamespace } from '../../domain/names.js';
 import type { EventBus } from '../../events/bus.js';
@@ -70,10 +70,17 @@ export class TokensService {
   async ensureBootstrap(configured: string | undefined): Promise<string | undefined> {
     await this.ensureTenant(DEFAULT_TENANT);
     if (configured) {
-      await this.database.rows(sql`
-        INSERT INTO tokens (id, tenant_id, name, role, hash, bootstrap)
-        VALUES (${BOOTSTRAP_TOKEN_ID}, ${DEFAULT_TENANT}, 'bootstrap', 'ADMIN', ${hashToken(configured)}, true)
-        ON CONFLICT (id) DO UPDATE SET hash = excluded.hash, revoked_at = NULL`);
+      const upsert = () =>
+        this.database.rows(sql`
+          INSERT INTO tokens (id, tenant_id, name, role, hash, bootstrap)
+          VALUES (${BOOTSTRAP_TOKEN_ID}, ${DEFAULT_TENANT}, 'bootstrap', 'ADMIN', ${hashToken(configured)}, true)
+          ON CONFLICT (id) DO UPDATE SET hash = excluded.hash, revoked_at = NULL`);
+      // Two gateways starting at once on a fresh database insert the same token: the loser's insert
+      // collides on the hash, not the id; once the winner has committed, the upsert finds its row.
+      await upsert().catch((error: unknown) => {
+        if (sqlState(error) === '23505') return upsert();
+        throw error;
+      });
       await this.bus.invalidate({ type: 'tokens', tenantId: DEFAULT_TENANT });
       return undefined;
     }
