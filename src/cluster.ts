@@ -70,6 +70,16 @@ type WorkerMessage = GatherMessage | ListeningMessage | PrivatePortMessage | Rat
 export const isWorker = (): boolean => cluster.isWorker;
 
 /**
+ * Sends over an IPC channel that may be closing: a process that exits (stopping, or killed) must not
+ * crash its peer with EPIPE. A message lost that way needs no answer, or its asker times out.
+ */
+function post(to: Worker | NodeJS.Process, message: WorkerMessage | SiblingsMessage): void {
+  const dropped = () => {};
+  if (to === process) process.send?.(message, undefined, undefined, dropped);
+  else (to as Worker).send(message, dropped);
+}
+
+/**
  * Starts `count` workers and supervises them until SIGTERM or SIGINT, then stops them all (each
  * finishes its in-flight requests) and exits 0 when every one stopped cleanly.
  */
@@ -84,21 +94,21 @@ export function runPrimary(count: number, logger: Logger): void {
   const rates = new RateLimiter();
   const tellSiblings = () => {
     const message: SiblingsMessage = { type: SIBLINGS, secret, ports: [...privatePorts] };
-    for (const worker of Object.values(cluster.workers ?? {})) if (worker?.isConnected()) worker.send(message);
+    for (const worker of Object.values(cluster.workers ?? {})) if (worker?.isConnected()) post(worker, message);
   };
 
   cluster.on('message', (worker: Worker, message: WorkerMessage | undefined) => {
     if (message?.type === RATE_LEASE) {
       const { granted, waitMs } = rates.draw(message.token ?? '', message.perSecond ?? 1, message.most ?? 1);
-      worker.send({ type: RATE_LEASE, id: message.id, granted, waitMs } satisfies RateLeaseMessage);
+      post(worker, { type: RATE_LEASE, id: message.id, granted, waitMs });
     } else if (message?.type === PRIVATE_PORT) {
       privatePorts.set(worker.id, message.port);
       tellSiblings();
     } else if (message?.type === GATHER_METRICS) {
       aggregator.clusterMetrics().then(
-        (text) => worker.send({ type: GATHER_METRICS, id: message.id, text } satisfies GatherMessage),
+        (text) => post(worker, { type: GATHER_METRICS, id: message.id, text }),
         (error: unknown) =>
-          worker.send({ type: GATHER_METRICS, id: message.id, error: error instanceof Error ? error.message : String(error) }),
+          post(worker, { type: GATHER_METRICS, id: message.id, error: error instanceof Error ? error.message : String(error) }),
       );
     } else if (message?.type === LISTENING && ++listening === count) {
       logger.info({ url: message.url, workers: count }, `Statehouse is listening on ${message.url} (${count} worker processes)`);
@@ -124,9 +134,9 @@ export function runPrimary(count: number, logger: Logger): void {
   };
 
   cluster.on('exit', (worker, code, signal) => {
+    if (stopping) return;
     // Its sessions are gone with it: their ids now name no live worker (404, as an unknown session).
     if (privatePorts.delete(worker.id)) tellSiblings();
-    if (stopping) return;
     const now = Date.now();
     crashes.push(now);
     while (crashes.length > 0 && (crashes[0] ?? now) < now - CRASH_WINDOW_MS) crashes.shift();
@@ -182,7 +192,7 @@ export function joinCluster(logger: Logger): ClusterMember {
     id,
     siblingPort: (worker) => ports.get(worker),
     secret: () => secret,
-    announcePrivatePort: (port) => process.send?.({ type: PRIVATE_PORT, port } satisfies PrivatePortMessage),
+    announcePrivatePort: (port) => post(process, { type: PRIVATE_PORT, port }),
     drawLease: (token, perSecond, most) =>
       new Promise((resolve) => {
         const lease = nextLease++;
@@ -197,14 +207,14 @@ export function joinCluster(logger: Logger): ClusterMember {
           resolve({ granted: message.granted ?? 0, waitMs: message.waitMs ?? 0 });
         });
         logger.debug({ perSecond, most }, 'drawing a rate-limit lease from the primary');
-        process.send?.({ type: RATE_LEASE, id: lease, token, perSecond, most } satisfies RateLeaseMessage);
+        post(process, { type: RATE_LEASE, id: lease, token, perSecond, most });
       }),
   };
 }
 
 /** A worker tells the primary where it listens. */
 export function announceListening(url: string): void {
-  process.send?.({ type: LISTENING, url } satisfies ListeningMessage);
+  post(process, { type: LISTENING, url });
 }
 
 /**
@@ -236,7 +246,7 @@ export function workerMetrics(): { share(registries: Registry[]): void; gather()
           if (message.text !== undefined) resolve(message.text);
           else reject(new Error(message.error ?? 'no metrics'));
         });
-        process.send?.({ type: GATHER_METRICS, id } satisfies GatherMessage);
+        post(process, { type: GATHER_METRICS, id });
       }),
   };
 }

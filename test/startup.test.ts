@@ -39,7 +39,8 @@ function start(env: Record<string, string>): Promise<Started> {
 
 function stop(started: Started): Promise<number | null> {
   return new Promise((resolve) => {
-    started.child.once('exit', (code) => resolve(code));
+    // 'close', not 'exit': by then all its output is read, for the message of a failed expectation.
+    started.child.once('close', (code) => resolve(code));
     started.child.kill('SIGTERM');
   });
 }
@@ -92,14 +93,14 @@ describe('npm start', { timeout: 120_000 }, () => {
     const token = /sh_[A-Za-z0-9_-]{43}/.exec(first.output())?.[0];
     expect(token, first.output()).toBeDefined();
     expect(await viewerRole(first.url, token ?? '')).toEqual({ data: { viewer: { role: 'ADMIN', tenant: 'default' } } });
-    expect(await stop(first)).toBe(0);
+    expect(await stop(first), first.output()).toBe(0);
     expect(first.output()).toMatch(/shutting down/);
 
     const second = await start(env);
     expect(second.output()).not.toMatch(/sh_[A-Za-z0-9_-]{43}/);
     expect(second.output()).toMatch(/opening the database/);
     expect(await viewerRole(second.url, token ?? '')).toEqual({ data: { viewer: { role: 'ADMIN', tenant: 'default' } } });
-    expect(await stop(second)).toBe(0);
+    expect(await stop(second), second.output()).toBe(0);
   });
 
   it('uses STATEHOUSE_ADMIN_TOKEN when it is set and prints no token', async () => {
@@ -107,7 +108,7 @@ describe('npm start', { timeout: 120_000 }, () => {
     const started = await start({ ...env, STATEHOUSE_ADMIN_TOKEN: chosen });
     expect(started.output()).not.toMatch(/sh_[A-Za-z0-9_-]{43}/);
     expect(await viewerRole(started.url, chosen)).toEqual({ data: { viewer: { role: 'ADMIN', tenant: 'default' } } });
-    expect(await stop(started)).toBe(0);
+    expect(await stop(started), started.output()).toBe(0);
   });
 
   it('serves /metrics, with operation names when STATEHOUSE_METRICS_OPERATION_NAMES=true, and none when STATEHOUSE_METRICS=false', async () => {
@@ -122,11 +123,11 @@ describe('npm start', { timeout: 120_000 }, () => {
     const scraped = await fetch(metricsUrl);
     expect(scraped.status).toBe(200);
     expect(await scraped.text()).toContain('operationName="StartupCheck"');
-    expect(await stop(named)).toBe(0);
+    expect(await stop(named), named.output()).toBe(0);
 
     const off = await start({ ...env, STATEHOUSE_ADMIN_TOKEN: token, STATEHOUSE_METRICS: 'false' });
     expect((await fetch(off.url.replace(/\/graphql$/, '/metrics'))).status).toBe(404);
-    expect(await stop(off)).toBe(0);
+    expect(await stop(off), off.output()).toBe(0);
   });
 
   it('compacts history as often as STATEHOUSE_COMPACT_INTERVAL_MS says', async () => {
@@ -152,7 +153,7 @@ describe('npm start', { timeout: 120_000 }, () => {
       answer = await gql(`{ changes(namespace: "brief", afterRevision: "${before}") { nodes { revision } } }`);
     }
     expect(answer.errors?.[0]?.extensions?.code).toBe('REVISION_COMPACTED');
-    expect(await stop(started)).toBe(0);
+    expect(await stop(started), started.output()).toBe(0);
   });
 
   it.runIf(process.env.TEST_DATABASE_URL)(
@@ -188,7 +189,7 @@ describe('npm start', { timeout: 120_000 }, () => {
       expect(started.output()).toMatch(/a worker process exited; starting another/);
       for (let i = 0; i < 4; i++) expect(await viewerRole(started.url, token, { connection: 'close' })).toMatchObject({ data: {} });
 
-      expect(await stop(started)).toBe(0);
+      expect(await stop(started), started.output()).toBe(0);
       expect(started.output().match(/"msg":"stopped"/g)).toHaveLength(3);
     },
   );
@@ -203,7 +204,7 @@ describe('npm start', { timeout: 120_000 }, () => {
       expect(started.output()).not.toMatch(/worker/);
     }
     expect(await viewerRole(started.url, 'default-workers-admin-token')).toMatchObject({ data: { viewer: { role: 'ADMIN' } } });
-    expect(await stop(started)).toBe(0);
+    expect(await stop(started), started.output()).toBe(0);
   });
 
   it('refuses a bad configuration with a clear message', async () => {
