@@ -1,4 +1,5 @@
 import { sql } from 'drizzle-orm';
+import { Batches } from '../../db/batches.js';
 import { type Statements, sqlState } from '../../db/client.js';
 import { CURRENT_REVISION, type EntryAt, type EntryRow, KEY_LOCK_NAME, locksOfKeys, NEXT_VERSION, tenantLockName } from './entries.sql.js';
 
@@ -18,8 +19,6 @@ export interface PendingSet {
 
 /** At most this many writes in one statement: a batch's locks and rows stay small. */
 const MAX_BATCH = 128;
-/** Batches of one tenant in flight at once; the writes that arrive meanwhile wait and go together. */
-const MAX_IN_FLIGHT = 2;
 
 /**
  * Writes that share their work: the `setEntry`s of one tenant that arrive while that tenant's
@@ -35,7 +34,10 @@ const MAX_IN_FLIGHT = 2;
  * have failed each: whether they committed is unknown, and trying again could write twice.
  */
 export class SetBatcher {
-  private readonly queues = new Map<string, { pending: PendingSet[]; inFlight: number }>();
+  private readonly batches = new Batches<PendingSet>(
+    (batch) => this.send(batch),
+    (pending) => this.take(pending),
+  );
   private readonly statement: (values: Record<string, unknown>) => Promise<(EntryRow & { n: string | number })[]>;
 
   constructor(
@@ -79,28 +81,7 @@ export class SetBatcher {
   }
 
   write(write: Omit<PendingSet, 'resolve' | 'reject'>): Promise<EntryRow | undefined> {
-    return new Promise((resolve, reject) => {
-      let queue = this.queues.get(write.tenantId);
-      if (!queue) this.queues.set(write.tenantId, (queue = { pending: [], inFlight: 0 }));
-      queue.pending.push({ ...write, resolve, reject });
-      // Sent once the running code yields, with the writes that came in the same step; not later (a
-      // timer could starve behind a busy loop of promises, and would add latency to a write alone).
-      if (queue.pending.length === 1 && queue.inFlight < MAX_IN_FLIGHT) queueMicrotask(() => this.flush(write.tenantId));
-    });
-  }
-
-  private flush(tenantId: string): void {
-    const queue = this.queues.get(tenantId);
-    if (!queue) return;
-    while (queue.pending.length > 0 && queue.inFlight < MAX_IN_FLIGHT) {
-      const batch = this.take(queue.pending);
-      queue.inFlight++;
-      void this.send(batch).finally(() => {
-        queue.inFlight--;
-        if (queue.pending.length > 0) this.flush(tenantId);
-        else if (queue.inFlight === 0) this.queues.delete(tenantId);
-      });
-    }
+    return new Promise((resolve, reject) => this.batches.add(write.tenantId, { ...write, resolve, reject }));
   }
 
   /** The next batch: up to MAX_BATCH writes in arrival order, each key once (a repeat waits for the next). */
@@ -119,17 +100,19 @@ export class SetBatcher {
     return batch;
   }
 
+  /** Sends one tenant's batch (the tenant is the batches' group). */
   private async send(batch: PendingSet[]): Promise<void> {
-    const [only] = batch;
-    if (batch.length === 1 && only) {
-      await this.single(only).then(only.resolve, only.reject);
+    const [first] = batch;
+    if (!first) return;
+    if (batch.length === 1) {
+      await this.single(first).then(first.resolve, first.reject);
       return;
     }
     let rows: (EntryRow & { n: string | number })[];
     try {
       rows = await this.statement({
-        tenantId: batch[0]?.tenantId,
-        tenantLock: tenantLockName(batch[0]?.tenantId ?? ''),
+        tenantId: first.tenantId,
+        tenantLock: tenantLockName(first.tenantId),
         namespaces: batch.map((w) => w.at.namespace),
         scopes: batch.map((w) => w.at.scope),
         keys: batch.map((w) => w.at.key),

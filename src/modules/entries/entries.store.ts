@@ -3,6 +3,7 @@ import { type Statements, sqlState } from '../../db/client.js';
 import { payloadTooLarge } from '../../domain/errors.js';
 import type { LogPosition } from '../../events/change-feed.js';
 import type { ChangeOp, Entry, EntryChange } from './entries.model.js';
+import { ReadBatcher } from './entries.read-batch.js';
 import { SetBatcher } from './entries.batch.js';
 import {
   CHANGE_COLUMNS,
@@ -155,20 +156,24 @@ export class EntriesStore {
   private readonly compiledUpserts = new Map<string, (values: Record<string, unknown>) => Promise<EntryRow[]>>();
 
   /** Plain sets that arrive together, sent as one statement. */
-  private readonly batcher: SetBatcher;
+  private readonly sets: SetBatcher;
+
+  /** Point reads that arrive together, sent as one statement. */
+  private readonly reads: ReadBatcher;
 
   constructor(private readonly database: Statements) {
-    this.batcher = new SetBatcher(database, (write) =>
+    this.sets = new SetBatcher(database, (write) =>
       this.upsertOne(write.tenantId, write.at, write.actor, write.expected, valueWrites.set(write.value, write.ttlSeconds)),
     );
     this.liveEntry = database.prepare<EntryRow>(sql`
       SELECT ${ENTRY_COLUMNS} FROM entries
       WHERE tenant_id = ${sql.placeholder('tenantId')} AND namespace = ${sql.placeholder('namespace')}
         AND scope = ${sql.placeholder('scope')} AND key = ${sql.placeholder('key')} AND ${LIVE}`);
+    this.reads = new ReadBatcher(database, async (tenantId, at) => (await this.liveEntry({ tenantId, ...at }))[0]);
   }
 
   async live(tenantId: string, at: EntryAt): Promise<Entry | null> {
-    const [row] = await this.liveEntry({ tenantId, ...at });
+    const row = await this.reads.read(tenantId, at);
     return row ? toEntry(row) : null;
   }
 
@@ -330,7 +335,7 @@ export class EntriesStore {
   ): Promise<Entry | null> {
     const row =
       value.set && !validate
-        ? await this.batcher.write({ tenantId, at, actor, expected, ...value.set })
+        ? await this.sets.write({ tenantId, at, actor, expected, ...value.set })
         : await this.upsertOne(tenantId, at, actor, expected, value, validate);
     return row && row.version !== null && row.version !== undefined ? toEntry(row) : null;
   }
