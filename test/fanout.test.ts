@@ -1,4 +1,6 @@
+import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { ADMIN_TOKEN, eventually, type Gateway, type Subscription, startGateway, subscribe } from './support/gateway.js';
 
 /**
@@ -211,6 +213,56 @@ describe('shared entryChanged subscriptions', () => {
     }
     expect(shared(ns).groups).toBe(1);
     for (const sub of [anchor, ...resumers]) sub.stop();
+  });
+
+  it('replays more than the unsent limit in large values to a subscriber that reads, without ending it as too slow', async () => {
+    const ns = await namespace();
+    const start = (await set(ns, 'start', 0)).setEntry.revision;
+    // 24 values of 900 kB: 21 MB in one page of the replay, past the 16 MiB a subscriber may leave unread.
+    const keys = Array.from({ length: 24 }, (_, i) => `big-${String(i).padStart(2, '0')}`);
+    for (const key of keys) await set(ns, key, `${key}:${'x'.repeat(900_000)}`);
+    const resumed = await watch(
+      ADMIN_TOKEN,
+      'subscription($ns: String!, $after: Revision) { entryChanged(namespace: $ns, afterRevision: $after) { key value } }',
+      {
+        ns,
+        after: start,
+      },
+    );
+    await resumed.waitFor(keys.length, 20_000);
+    expect(resumed.error).toBeUndefined();
+    expect(changesOf(resumed).map((change) => [change.key, String(change.value).length])).toEqual(
+      keys.map((key) => [key, key.length + 1 + 900_000]),
+    );
+    resumed.stop();
+  });
+
+  it('ends a member that stops reading with 1013 once 16 MiB wait unsent to it, and keeps serving the member that reads', async () => {
+    const ns = await namespace();
+    const reader = await watch(ADMIN_TOKEN, WATCH_KEYS, { ns });
+    // A client that subscribes to the values, then stops reading its socket.
+    const stalled = new WebSocket(gw.wsUrl, 'graphql-transport-ws');
+    const frames: { type?: string }[] = [];
+    const closed = new Promise<number>((resolve) => stalled.on('close', (code) => resolve(code)));
+    stalled.on('message', (data) => frames.push(JSON.parse(String(data))));
+    await new Promise((resolve) => stalled.once('open', resolve));
+    stalled.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${ADMIN_TOKEN}` } }));
+    await eventually(() => frames.some((frame) => frame.type === 'connection_ack'));
+    stalled.send(JSON.stringify({ id: 's', type: 'subscribe', payload: { query: WATCH, variables: { ns } } }));
+    await eventually(() => shared(ns).members === 2, 5_000, 'the stalled subscriber to join');
+    (stalled as unknown as { _socket: Socket })._socket.pause();
+
+    // 24 values of 900 kB: 21 MB for the stalled member, a few hundred bytes of keys for the reader.
+    const keys = Array.from({ length: 24 }, (_, i) => `big-${String(i).padStart(2, '0')}`);
+    for (const key of keys) await set(ns, key, `${key}:${'x'.repeat(900_000)}`);
+    await reader.waitFor(keys.length);
+    expect(keysOf(reader)).toEqual(keys);
+    await eventually(() => shared(ns).members === 1, 10_000, 'the stalled subscriber to be ended');
+
+    (stalled as unknown as { _socket: Socket })._socket.resume();
+    expect(await closed).toBe(1013);
+    expect(frames.filter((frame) => frame.type === 'next').length).toBeLessThan(keys.length);
+    reader.stop();
   });
 
   it('shares admins’ and readers’ subscriptions without a namespace, not agents’; sealed values still per member', async () => {

@@ -20,6 +20,8 @@ export interface SubscriberSocket {
 
 /** Unsent bytes past which a subscriber that does not read is disconnected, rather than held in memory. */
 const MAX_UNSENT_BYTES = 16 * 1024 * 1024;
+/** A replay waits for the socket past this many unsent bytes: a page of large values is never held at once. */
+const REPLAY_UNSENT_BYTES = 1024 * 1024;
 /** Live items held for a subscriber while it replays; past this it cannot catch up. */
 const MAX_HELD_ITEMS = 100_000;
 export const SUBSCRIBER_TOO_SLOW = 1013;
@@ -168,6 +170,11 @@ class Member implements AsyncIterableIterator<ExecutionResult> {
 
   get active(): boolean {
     return !this.done && this.ending === null;
+  }
+
+  /** Bytes written to its socket and not yet sent. */
+  get unsent(): number {
+    return this.socket.bufferedAmount;
   }
 
   /** A live item, shared by the group: written, held while replaying, or skipped when already seen. */
@@ -336,6 +343,7 @@ class Group {
           if (!member.active) return false;
           if (!this.stream.matches(item)) continue;
           written = member.write(await this.run(item, this.stream.perMember(item) ? member.context : this.shared));
+          if (member.unsent > REPLAY_UNSENT_BYTES) await written;
         }
         await written;
         return true;

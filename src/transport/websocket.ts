@@ -27,6 +27,8 @@ const isAsyncIterable = (value: unknown): value is AsyncGenerator<ExecutionResul
 interface Extra {
   socket: WebSocket;
   request: IncomingMessage;
+  /** The socket as shared subscriptions write to it: their frames of one turn leave in one write too. */
+  frames: SubscriberSocket;
 }
 
 /** A ping every this long; a socket that has not answered the previous one by the next is ended. */
@@ -58,6 +60,26 @@ function serveGraphqlWs(options: ServerOptions<Record<string, unknown> | undefin
       held = false;
       raw.uncork();
     };
+    /** What is sent until the running code yields leaves in one write; a long turn (a replayed page) sends every 64 KiB. */
+    const holdWrites = () => {
+      if (held && socket.bufferedAmount < SEND_HIGH_WATER_BYTES) return;
+      if (held) raw.uncork();
+      else {
+        held = true;
+        process.nextTick(release);
+      }
+      raw.cork();
+    };
+    const frames: SubscriberSocket = {
+      send: (data, written) => {
+        holdWrites();
+        socket.send(data, written);
+      },
+      close: (code, reason) => socket.close(code, reason),
+      get bufferedAmount() {
+        return socket.bufferedAmount;
+      },
+    };
     socket.once('error', (error) => {
       logger.error({ err: error }, 'internal error on a WebSocket');
       socket.close(CloseCode.InternalServerError, 'Internal server error');
@@ -77,11 +99,7 @@ function serveGraphqlWs(options: ServerOptions<Record<string, unknown> | undefin
         protocol: socket.protocol,
         send: (data) => {
           if (socket.readyState !== socket.OPEN) return;
-          if (!held) {
-            held = true;
-            raw.cork();
-            process.nextTick(release);
-          }
+          holdWrites();
           if (socket.bufferedAmount < SEND_HIGH_WATER_BYTES) {
             socket.send(data);
             return;
@@ -99,7 +117,7 @@ function serveGraphqlWs(options: ServerOptions<Record<string, unknown> | undefin
             }
           }),
       },
-      { socket, request },
+      { socket, request, frames },
     );
     socket.once('close', (code, reason) => {
       if (pongWait) clearTimeout(pongWait);
@@ -217,7 +235,7 @@ export function serveWebSockets({ server, yoga, services, shared, logger, corsOr
           document,
           variableValues: payload.variables,
           contextValue: await contextFactory(),
-          rootValue: { execute, subscribe, socket: ctx.extra.socket, id } satisfies SocketRoot,
+          rootValue: { execute, subscribe, socket: ctx.extra.frames, id } satisfies SocketRoot,
         };
         try {
           const errors = validate(args.schema, args.document);
