@@ -97,6 +97,11 @@ export function runPrimary(count: number, logger: Logger): void {
     for (const worker of Object.values(cluster.workers ?? {})) if (worker?.isConnected()) post(worker, message);
   };
 
+  // A message to a worker that is exiting fails with EPIPE: that worker needs no answer any more
+  // (prom-client's metrics requests send without a callback, so the error arrives here).
+  cluster.on('fork', (worker) =>
+    worker.on('error', (error) => logger.debug({ err: error, pid: worker.process.pid }, 'a message to an exiting worker was dropped')),
+  );
   cluster.on('message', (worker: Worker, message: WorkerMessage | undefined) => {
     if (message?.type === RATE_LEASE) {
       const { granted, waitMs } = rates.draw(message.token ?? '', message.perSecond ?? 1, message.most ?? 1);

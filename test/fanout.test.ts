@@ -49,6 +49,38 @@ const set = (ns: string, key: string, value: unknown) => gw.ok(ADMIN_TOKEN, SET,
 /** The shared groups of a namespace (null: of subscriptions without one) and their members, as the gateway counts them. */
 const shared = (ns: string | null) => gw.app.fanout.stats(ns);
 
+/** The length of the large values: 40 of them are past the unsent limit whatever the kernel buffers. */
+const LARGE = 900_000;
+const RESUME_VALUES = 'subscription($ns: String!, $after: Revision) { entryChanged(namespace: $ns, afterRevision: $after) { key value } }';
+
+/** Sets `count` keys `<prefix>-NN` to values of LARGE characters, one after the other; returns the keys. */
+async function setLargeValues(ns: string, prefix: string, count: number): Promise<string[]> {
+  const keys = Array.from({ length: count }, (_, i) => `${prefix}-${String(i).padStart(2, '0')}`);
+  for (const key of keys) await set(ns, key, `${key}:${'x'.repeat(LARGE)}`);
+  return keys;
+}
+
+/** A client that subscribes, then stops reading its socket, until `readAgain`; that resolves with the close code. */
+async function stalledSubscriber(query: string, variables: Record<string, unknown>) {
+  const socket = new WebSocket(gw.wsUrl, 'graphql-transport-ws');
+  const frames: { type?: string }[] = [];
+  const closed = new Promise<number>((resolve) => socket.on('close', (code) => resolve(code)));
+  socket.on('message', (data) => frames.push(JSON.parse(String(data))));
+  await new Promise((resolve) => socket.once('open', resolve));
+  socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${ADMIN_TOKEN}` } }));
+  await eventually(() => frames.some((frame) => frame.type === 'connection_ack'));
+  const raw = (socket as unknown as { _socket: Socket })._socket;
+  raw.pause();
+  socket.send(JSON.stringify({ id: 's', type: 'subscribe', payload: { query, variables } }));
+  return {
+    readAgain: () => {
+      raw.resume();
+      return closed;
+    },
+    nexts: () => frames.filter((frame) => frame.type === 'next').length,
+  };
+}
+
 /** Subscribes and waits until the subscription has joined a shared group. */
 async function watch(token: string, query: string, variables: { ns: string } & Record<string, unknown>) {
   const before = shared(variables.ns).members;
@@ -218,21 +250,13 @@ describe('shared entryChanged subscriptions', () => {
   it('replays more than the unsent limit in large values to a subscriber that reads, without ending it as too slow', async () => {
     const ns = await namespace();
     const start = (await set(ns, 'start', 0)).setEntry.revision;
-    // 24 values of 900 kB: 21 MB in one page of the replay, past the 16 MiB a subscriber may leave unread.
-    const keys = Array.from({ length: 24 }, (_, i) => `big-${String(i).padStart(2, '0')}`);
-    for (const key of keys) await set(ns, key, `${key}:${'x'.repeat(900_000)}`);
-    const resumed = await watch(
-      ADMIN_TOKEN,
-      'subscription($ns: String!, $after: Revision) { entryChanged(namespace: $ns, afterRevision: $after) { key value } }',
-      {
-        ns,
-        after: start,
-      },
-    );
+    // 36 MB in one page of the replay: past the 16 MiB a subscriber may leave unsent, with all the kernel's buffers.
+    const keys = await setLargeValues(ns, 'big', 40);
+    const resumed = await watch(ADMIN_TOKEN, RESUME_VALUES, { ns, after: start });
     await resumed.waitFor(keys.length, 20_000);
     expect(resumed.error).toBeUndefined();
     expect(changesOf(resumed).map((change) => [change.key, String(change.value).length])).toEqual(
-      keys.map((key) => [key, key.length + 1 + 900_000]),
+      keys.map((key) => [key, key.length + 1 + LARGE]),
     );
     resumed.stop();
   });
@@ -240,29 +264,33 @@ describe('shared entryChanged subscriptions', () => {
   it('ends a member that stops reading with 1013 once 16 MiB wait unsent to it, and keeps serving the member that reads', async () => {
     const ns = await namespace();
     const reader = await watch(ADMIN_TOKEN, WATCH_KEYS, { ns });
-    // A client that subscribes to the values, then stops reading its socket.
-    const stalled = new WebSocket(gw.wsUrl, 'graphql-transport-ws');
-    const frames: { type?: string }[] = [];
-    const closed = new Promise<number>((resolve) => stalled.on('close', (code) => resolve(code)));
-    stalled.on('message', (data) => frames.push(JSON.parse(String(data))));
-    await new Promise((resolve) => stalled.once('open', resolve));
-    stalled.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${ADMIN_TOKEN}` } }));
-    await eventually(() => frames.some((frame) => frame.type === 'connection_ack'));
-    stalled.send(JSON.stringify({ id: 's', type: 'subscribe', payload: { query: WATCH, variables: { ns } } }));
+    const stalled = await stalledSubscriber(WATCH, { ns });
     await eventually(() => shared(ns).members === 2, 5_000, 'the stalled subscriber to join');
-    (stalled as unknown as { _socket: Socket })._socket.pause();
 
-    // 24 values of 900 kB: 21 MB for the stalled member, a few hundred bytes of keys for the reader.
-    const keys = Array.from({ length: 24 }, (_, i) => `big-${String(i).padStart(2, '0')}`);
-    for (const key of keys) await set(ns, key, `${key}:${'x'.repeat(900_000)}`);
+    // 36 MB for the stalled member, a few hundred bytes of keys for the reader.
+    const keys = await setLargeValues(ns, 'big', 40);
     await reader.waitFor(keys.length);
     expect(keysOf(reader)).toEqual(keys);
     await eventually(() => shared(ns).members === 1, 10_000, 'the stalled subscriber to be ended');
 
-    (stalled as unknown as { _socket: Socket })._socket.resume();
-    expect(await closed).toBe(1013);
-    expect(frames.filter((frame) => frame.type === 'next').length).toBeLessThan(keys.length);
+    expect(await stalled.readAgain()).toBe(1013);
+    expect(stalled.nexts()).toBeLessThan(keys.length);
     reader.stop();
+  });
+
+  it('ends a resuming member with 1013 once the live changes held for it during its replay pass 16 MiB', async () => {
+    const ns = await namespace();
+    const start = (await set(ns, 'start', 0)).setEntry.revision;
+    // A replay of 36 MB to a socket that is not read stays in its replay...
+    await setLargeValues(ns, 'old', 40);
+    const stalled = await stalledSubscriber(RESUME_VALUES, { ns, after: start });
+    await eventually(() => shared(ns).members === 1, 5_000, 'the stalled subscriber to join');
+    // ...while the group's live changes are held for it: 21.6 MB of them.
+    await setLargeValues(ns, 'new', 24);
+    await eventually(() => shared(ns).members === 0, 10_000, 'the stalled subscriber to be ended');
+
+    expect(await stalled.readAgain()).toBe(1013);
+    expect(stalled.nexts()).toBeLessThan(40);
   });
 
   it('shares admins’ and readers’ subscriptions without a namespace, not agents’; sealed values still per member', async () => {

@@ -18,7 +18,7 @@ export interface SubscriberSocket {
   readonly bufferedAmount: number;
 }
 
-/** Unsent bytes past which a subscriber that does not read is disconnected, rather than held in memory. */
+/** Unsent bytes (and live items held while it replays) past which a subscriber is disconnected, rather than held in memory. */
 const MAX_UNSENT_BYTES = 16 * 1024 * 1024;
 /** A replay waits for the socket past this many unsent bytes: a page of large values is never held at once. */
 const REPLAY_UNSENT_BYTES = 1024 * 1024;
@@ -151,6 +151,8 @@ class Member implements AsyncIterableIterator<ExecutionResult> {
   private after: string | null;
   /** Live items held while the member replays; null once it is live. */
   private held: { payload: string; item: unknown }[] | null;
+  /** The held items' payloads' length: unsent too, so counted against MAX_UNSENT_BYTES. */
+  private heldBytes = 0;
   private ending: ExecutionResult | null = null;
   private done = false;
   private wake: (() => void) | null = null;
@@ -182,7 +184,8 @@ class Member implements AsyncIterableIterator<ExecutionResult> {
     if (!this.active) return;
     if (this.held) {
       this.held.push({ payload, item });
-      if (this.held.length > MAX_HELD_ITEMS) this.tooSlow();
+      this.heldBytes += payload.length;
+      if (this.held.length > MAX_HELD_ITEMS || this.heldBytes + this.socket.bufferedAmount > MAX_UNSENT_BYTES) this.tooSlow();
       return;
     }
     if (this.after !== null) {
@@ -206,6 +209,7 @@ class Member implements AsyncIterableIterator<ExecutionResult> {
   goLive(): void {
     const held = this.held ?? [];
     this.held = null;
+    this.heldBytes = 0;
     for (const { payload, item } of held) this.receive(payload, item);
   }
 
