@@ -1,3 +1,9 @@
+/** What an item of a batch is answered through: the promise its caller awaits. */
+export interface Settles<T> {
+  resolve: (answer: T) => void;
+  reject: (error: unknown) => void;
+}
+
 /** Statements of one group in flight at once; what arrives meanwhile waits and goes together. */
 const MAX_IN_FLIGHT = 2;
 

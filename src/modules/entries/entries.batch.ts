@@ -1,10 +1,10 @@
 import { sql } from 'drizzle-orm';
-import { Batches } from '../../db/batches.js';
+import { Batches, type Settles } from '../../db/batches.js';
 import { type Statements, sqlState } from '../../db/client.js';
 import { CURRENT_REVISION, type EntryAt, type EntryRow, KEY_LOCK_NAME, locksOfKeys, NEXT_VERSION, tenantLockName } from './entries.sql.js';
 
-/** One `setEntry` waiting for its batch: what it writes, and who awaits the row (undefined: refused). */
-export interface PendingSet {
+/** One `setEntry` waiting for its batch: what it writes, and who awaits its row (without a version: refused). */
+export interface PendingSet extends Settles<EntryRow | undefined> {
   tenantId: string;
   at: EntryAt;
   actor: string;
@@ -13,8 +13,6 @@ export interface PendingSet {
   /** JSON text. */
   value: string;
   ttlSeconds: number | null;
-  resolve: (row: EntryRow | undefined) => void;
-  reject: (error: unknown) => void;
 }
 
 /** At most this many writes in one statement: a batch's locks and rows stay small. */
@@ -130,9 +128,6 @@ export class SetBatcher {
       await Promise.all(batch.map((write) => this.single(write).then(write.resolve, write.reject)));
       return;
     }
-    batch.forEach((write, index) => {
-      const row = rows[index];
-      write.resolve(row && row.version !== null && row.version !== undefined ? row : undefined);
-    });
+    batch.forEach((write, index) => write.resolve(rows[index]));
   }
 }

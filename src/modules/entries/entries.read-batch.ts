@@ -1,13 +1,11 @@
 import { sql } from 'drizzle-orm';
-import { Batches } from '../../db/batches.js';
+import { Batches, type Settles } from '../../db/batches.js';
 import type { Statements } from '../../db/client.js';
 import { ENTRY_COLUMNS, type EntryAt, type EntryRow, LIVE } from './entries.sql.js';
 
-interface PendingRead {
+interface PendingRead extends Settles<EntryRow | undefined> {
   tenantId: string;
   at: EntryAt;
-  resolve: (row: EntryRow | undefined) => void;
-  reject: (error: unknown) => void;
 }
 
 /** At most this many reads in one statement. */
